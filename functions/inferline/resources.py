@@ -1,0 +1,74 @@
+"""The one definition of inferline's AWS resources: names, key schemas, S3 layout, settings.
+
+The CDK app (infra/) and the local bootstrap (local_runtime/) both build from these, and
+tests check that they agree, so a table key or an object prefix is never written twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class TableDef:
+    """A DynamoDB table: its partition key (a string) and, where items expire, the TTL attribute."""
+
+    partition_key: str
+    ttl_attribute: str | None = None
+
+
+TABLES: dict[str, TableDef] = {
+    # stored features, one item per entity: pk = "<feature_group>#<entity id>"
+    "features": TableDef(partition_key="pk"),
+    # one item per prediction; ground truth is written onto the same item by feedback
+    "predictions": TableDef(partition_key="prediction_id", ttl_attribute="expires_at"),
+}
+
+# data: prediction logs, ground truth, uploads, results, datasets; artifacts: model versions
+BUCKETS: tuple[str, ...] = ("data", "artifacts")
+
+# The environment variable each Lambda reads a resource name from.
+ENV_VARS: dict[str, str] = {
+    "features": "FEATURES_TABLE",
+    "predictions": "PREDICTIONS_TABLE",
+    "data": "DATA_BUCKET",
+    "artifacts": "ARTIFACTS_BUCKET",
+}
+
+DEFAULT_PREFIX = "inferline"
+
+
+def table_name(prefix: str, table: str) -> str:
+    return f"{prefix}-{table}"
+
+
+def bucket_name(prefix: str, bucket: str, account: str | None = None) -> str:
+    """Bucket names are global in AWS: deployed stacks add the account; local ones need not."""
+    return f"{prefix}-{bucket}-{account}" if account else f"{prefix}-{bucket}"
+
+
+def endpoint_name(prefix: str, model: str) -> str:
+    return f"{prefix}-{model}"
+
+
+def local_environment(prefix: str = DEFAULT_PREFIX) -> dict[str, str]:
+    """The Lambda environment the local runtime gives the handlers (the CDK app sets the same)."""
+    env = {ENV_VARS[t]: table_name(prefix, t) for t in TABLES}
+    env |= {ENV_VARS[b]: bucket_name(prefix, b) for b in BUCKETS}
+    env["RESOURCE_PREFIX"] = prefix
+    return env
+
+
+# -- S3 layout of the data bucket (Hive-style partitions so Athena/pandas read it in bulk) ---
+
+
+def prediction_log_key(model: str, at: datetime, request_id: str) -> str:
+    """One JSON Lines object per request: one line per prediction."""
+    return f"predictions/model={model}/dt={at:%Y-%m-%d}/{request_id}.jsonl"
+
+
+def ground_truth_key(model: str, predicted_at: datetime, prediction_id: str) -> str:
+    """One object per prediction id, partitioned by the prediction's date (not the feedback's),
+    so repeated feedback overwrites the same object instead of duplicating it."""
+    return f"ground-truth/model={model}/dt={predicted_at:%Y-%m-%d}/{prediction_id}.json"
