@@ -12,7 +12,6 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 FieldType = Literal["string", "int", "float", "bool"]
@@ -147,6 +146,20 @@ class ModelSpec(_Strict):
     evaluation: EvaluationSpec
     logging: LoggingSpec = LoggingSpec()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _label_keys_as_classes(cls, data: Any) -> Any:
+        """JSON object keys are strings: map "1" back to the class 1 it names."""
+        try:
+            labels = data["output"]["labels"]
+            by_text = {str(c): c for c in data["target"]["classes"]}
+        except (KeyError, TypeError):
+            return data
+        if isinstance(labels, dict):
+            labels = {by_text.get(str(k), k): v for k, v in labels.items()}
+            data = data | {"output": data["output"] | {"labels": labels}}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
         fields = self.request.fields
@@ -224,7 +237,7 @@ def specs_dir() -> Path:
 
 
 def available_models() -> list[str]:
-    return sorted(p.stem for p in specs_dir().glob("*.yaml"))
+    return sorted({p.stem for p in specs_dir().glob("*.yaml")} | {p.stem for p in specs_dir().glob("*.json")})
 
 
 @cache
@@ -236,21 +249,28 @@ def load_spec(name: str) -> ModelSpec:
     """The spec of a model by name; UnknownModel when there is none (cached per process)."""
     if not re.fullmatch(NAME_PATTERN, name or ""):
         raise UnknownModel(name)
-    path = specs_dir() / f"{name}.yaml"
-    if not path.is_file():
-        raise UnknownModel(name)
-    return _load_cached(str(path))
+    for suffix in (".yaml", ".json"):
+        path = specs_dir() / f"{name}{suffix}"
+        if path.is_file():
+            return _load_cached(str(path))
+    raise UnknownModel(name)
 
 
 def load_spec_file(path: Path) -> ModelSpec:
+    """Load a YAML spec, or the JSON form a deployment bundles (no YAML parser needed there)."""
     text = path.read_text(encoding="utf-8")
-    spec = parse_spec(text, source=path.name)
+    if path.suffix == ".json":
+        spec = ModelSpec.model_validate_json(text)
+    else:
+        spec = parse_spec(text, source=path.name)
     if spec.name != path.stem:
         raise SpecError(f"{path.name}: name '{spec.name}' does not match the file name")
     return spec
 
 
 def parse_spec(text: str, source: str = "<spec>") -> ModelSpec:
+    import yaml  # only where YAML is read: deployed Lambdas load the bundled JSON form
+
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -271,8 +291,10 @@ def parse_spec(text: str, source: str = "<spec>") -> ModelSpec:
         raise SpecError(f"{source} is not a valid model spec:\n" + "\n".join(problems)) from None
 
 
-def _line_of(node: yaml.Node | None, loc: tuple) -> int:
+def _line_of(node, loc: tuple) -> int:
     """The 1-based line of the deepest YAML node on a pydantic error path."""
+    import yaml
+
     line = node.start_mark.line + 1 if node is not None else 1
     for part in loc:
         if isinstance(node, yaml.MappingNode):
