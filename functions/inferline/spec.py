@@ -237,7 +237,9 @@ def specs_dir() -> Path:
 
 
 def available_models() -> list[str]:
-    return sorted({p.stem for p in specs_dir().glob("*.yaml")} | {p.stem for p in specs_dir().glob("*.json")})
+    return sorted(
+        {p.stem for p in specs_dir().glob("*.yaml")} | {p.stem for p in specs_dir().glob("*.json")}
+    )
 
 
 @cache

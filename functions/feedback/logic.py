@@ -1,0 +1,60 @@
+"""Feedback: ground truth for earlier predictions, joined to them by prediction_id."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from inferline.ground_truth import record_feedback
+from inferline.spec import ModelSpec
+from inferline.workflow import error_response, response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+MAX_ITEMS = 1000
+
+
+class FeedbackItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prediction_id: str = Field(min_length=1, max_length=64)
+    actual: bool | int | str  # a class value or its label; pydantic keeps the JSON type
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    feedback: list[FeedbackItem] = Field(min_length=1, max_length=MAX_ITEMS)
+
+
+def feedback(
+    body: str | None, predictions_table, s3, bucket: str, load_spec: Callable[[str], ModelSpec]
+) -> dict[str, Any]:
+    """200 with one result per item (recorded, updated, unchanged, unknown_prediction_id,
+    invalid_actual), or 400 naming each malformed item and field."""
+    if not body or not body.strip():
+        return error_response(
+            400, "invalid_request", 'expected {"feedback": [{"prediction_id", "actual"}]}'
+        )
+    try:
+        request = FeedbackRequest.model_validate_json(body)
+    except ValidationError as exc:
+        details = []
+        for err in exc.errors():
+            loc = list(err["loc"])
+            index = (
+                loc[1]
+                if len(loc) > 1 and loc[0] == "feedback" and isinstance(loc[1], int)
+                else None
+            )
+            field = str(loc[2]) if index is not None and len(loc) > 2 else ".".join(map(str, loc))
+            details.append({"instance": index, "field": field or None, "problem": err["msg"]})
+        return response(
+            400, {"error": "invalid_request", "message": "malformed feedback", "details": details}
+        )
+    results = record_feedback(
+        predictions_table, s3, bucket, [i.model_dump() for i in request.feedback], load_spec
+    )
+    return response(
+        200, {"results": results, "summary": dict(Counter(r["status"] for r in results))}
+    )

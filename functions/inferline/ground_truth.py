@@ -1,0 +1,124 @@
+"""Ground truth: the actual outcome of a prediction, stored beside its log record.
+
+The join is by prediction_id: the actual is written onto the prediction's DynamoDB item and
+as one S3 object per prediction under ground-truth/ (partitioned by the prediction's model
+and date). Each item of a feedback request gets its own status; one unknown id never fails
+the others, and repeating a request changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from inferline.prediction_log import from_dynamo, to_dynamo
+from inferline.resources import ground_truth_key
+from inferline.spec import ModelSpec, UnknownModel
+
+BATCH_GET_LIMIT = 100
+MAX_UNPROCESSED_RETRIES = 5
+PROJECTION = ("prediction_id", "model", "model_version", "created_at", "actual")
+
+RECORDED = "recorded"  # first ground truth for this prediction
+UPDATED = "updated"  # a different actual replaced an earlier one
+UNCHANGED = "unchanged"  # the same actual was already recorded: nothing written
+UNKNOWN = "unknown_prediction_id"
+INVALID = "invalid_actual"
+
+
+def record_feedback(
+    table,
+    s3,
+    bucket: str,
+    items: list[dict[str, Any]],
+    load_spec: Callable[[str], ModelSpec],
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Record each {"prediction_id", "actual"}; returns one result per item, in order."""
+    now = now or datetime.now(UTC)
+    predictions = _get_predictions(table, [i["prediction_id"] for i in items])
+    results = []
+    for item in items:
+        pid, actual = item["prediction_id"], item["actual"]
+        prediction = predictions.get(pid)
+        if prediction is None:
+            results.append({"prediction_id": pid, "status": UNKNOWN})
+            continue
+        try:
+            spec = load_spec(prediction["model"])
+        except UnknownModel:
+            spec = None
+        value = spec.class_for(actual) if spec else None
+        if value is None:
+            classes = spec.target.classes if spec else []
+            labels = [spec.label_for(c) for c in classes] if spec else []
+            problem = f"actual must be one of the classes {classes} or labels {labels}"
+            results.append({"prediction_id": pid, "status": INVALID, "problem": problem})
+            continue
+        previous = prediction.get("actual")
+        if previous is not None and str(previous) == str(value):
+            results.append({"prediction_id": pid, "status": UNCHANGED, "actual": value})
+            continue
+        _store(table, s3, bucket, prediction, value, now)
+        status = RECORDED if previous is None else UPDATED
+        prediction["actual"] = value  # a later item with the same id sees this one
+        results.append({"prediction_id": pid, "status": status, "actual": value})
+    return results
+
+
+def _store(table, s3, bucket: str, prediction: dict, actual: Any, now: datetime) -> None:
+    # S3 first: if the DynamoDB update then fails, a retry finds no actual on the item and
+    # rewrites the same S3 key, so nothing is lost and nothing is duplicated.
+    predicted_at = datetime.fromisoformat(prediction["created_at"])
+    record = {
+        "prediction_id": prediction["prediction_id"],
+        "model": prediction["model"],
+        "model_version": prediction.get("model_version"),
+        "predicted_at": prediction["created_at"],
+        "actual": actual,
+        "recorded_at": now.isoformat(),
+    }
+    s3.put_object(
+        Bucket=bucket,
+        Key=ground_truth_key(prediction["model"], predicted_at, prediction["prediction_id"]),
+        Body=json.dumps(record).encode(),
+        ContentType="application/json",
+    )
+    try:
+        table.update_item(
+            Key={"prediction_id": prediction["prediction_id"]},
+            UpdateExpression="SET actual = :a, actual_recorded_at = :t",
+            ConditionExpression="attribute_exists(prediction_id)",
+            ExpressionAttributeValues={":a": to_dynamo(actual), ":t": now.isoformat()},
+        )
+    except ClientError as exc:  # the item expired between the read and the write
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+
+
+def _get_predictions(table, ids: list[str]) -> dict[str, dict[str, Any]]:
+    client = table.meta.client
+    distinct = list(dict.fromkeys(ids))
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(distinct), BATCH_GET_LIMIT):
+        request = {
+            table.name: {
+                "Keys": [{"prediction_id": i} for i in distinct[start : start + BATCH_GET_LIMIT]],
+                "ProjectionExpression": ", ".join(f"#{a}" for a in PROJECTION),
+                "ExpressionAttributeNames": {f"#{a}": a for a in PROJECTION},
+            }
+        }
+        for _ in range(MAX_UNPROCESSED_RETRIES):
+            reply = client.batch_get_item(RequestItems=request)
+            for item in reply["Responses"].get(table.name, []):
+                found[item["prediction_id"]] = from_dynamo(item)
+            request = reply.get("UnprocessedKeys") or {}
+            if not request:
+                break
+        else:
+            raise RuntimeError("DynamoDB left keys unprocessed after retries")
+    return found

@@ -1,0 +1,93 @@
+"""Preprocess: turn a predict request into the exact records the model will score.
+
+Validates every instance against the spec (all problems at once), redacts PII before the
+request travels on, fetches stored features in one batched read, and mints a prediction_id
+per instance. The raw body is not passed on: the state after this step holds no PII.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_masking import DataMasking
+from inferline.features import get_features
+from inferline.spec import ModelSpec, UnknownModel, available_models
+from inferline.validation import InvalidRequest, parse_instances, validate_instances
+from inferline.workflow import MAX_BODY_BYTES, error_response, response
+
+_masking = DataMasking()
+
+
+def preprocess(
+    model: str,
+    body: str | None,
+    request_id: str,
+    features_table,
+    load_spec: Callable[[str], ModelSpec],
+) -> dict[str, Any]:
+    """The Preprocess step's output: {"valid": true, "endpoint_body", "context"} or
+    {"valid": false, "response"} with a 4xx that names every problem."""
+    started = time.time()
+    try:
+        spec = load_spec(model)
+    except UnknownModel:
+        return invalid(
+            error_response(
+                404, "unknown_model", f"no model named '{model}'", models=available_models()
+            )
+        )
+    if body is not None and len(body.encode()) > MAX_BODY_BYTES:
+        return invalid(
+            error_response(413, "payload_too_large", f"request body is over {MAX_BODY_BYTES} bytes")
+        )
+    try:
+        instances = validate_instances(spec, parse_instances(body, spec))
+    except InvalidRequest as exc:
+        return invalid(
+            response(
+                exc.status,
+                {
+                    "error": exc.error,
+                    "message": f"{len(exc.problems)} problem(s) in the request",
+                    "details": [p.as_dict() for p in exc.problems],
+                },
+            )
+        )
+
+    key = spec.entity.key
+    stored = get_features(features_table, spec, (i[key] for i in instances))
+    records, known = [], []
+    for instance in instances:
+        entity = stored[instance[key]]
+        merged = instance | entity.values
+        records.append({name: merged.get(name) for name in spec.model_inputs})
+        known.append(entity.known)
+    return {
+        "valid": True,
+        "model": spec.name,
+        "endpoint_body": json.dumps({"instances": records}, separators=(",", ":")),
+        "context": {
+            "request_id": request_id,
+            "model": spec.name,
+            "received_at": datetime.fromtimestamp(started, UTC).isoformat(),
+            "prediction_ids": [str(uuid.uuid4()) for _ in instances],
+            "requests": [redact(spec, i) for i in instances],
+            "features": records,
+            "entity_known": known,
+        },
+    }
+
+
+def redact(spec: ModelSpec, instance: dict[str, Any]) -> dict[str, Any]:
+    """The instance with every PII field erased (present ones only: absent stays absent)."""
+    present = [f for f in spec.pii_fields if f in instance]
+    return _masking.erase(dict(instance), fields=present) if present else dict(instance)
+
+
+def invalid(reply: dict[str, Any]) -> dict[str, Any]:
+    return {"valid": False, "response": reply}

@@ -1,0 +1,223 @@
+"""The `inferline` command: run the platform locally and talk to it.
+
+  inferline up [--detach]            start everything on 127.0.0.1 (foreground by default)
+  inferline down                     stop a detached platform
+  inferline demo                     start it if needed and walk through the online loop
+  inferline predict MODEL --instance JSON | --file FILE.jsonl
+  inferline feedback PREDICTION_ID ACTUAL | --file FILE.csv (prediction_id,actual)
+  inferline features load MODEL FILE.csv
+  inferline train MODEL [--data FILE.csv | --rows N --drift D] [--version V] [--current]
+The API URL and key come from INFERLINE_API_URL / INFERLINE_API_KEY, else the local runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from local_runtime.config import LocalConfig
+
+console = Console()
+err = Console(stderr=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    config = LocalConfig()
+    try:
+        return args.run(args, config) or 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a CLI reports, it does not dump a traceback on the user
+        if os.environ.get("INFERLINE_DEBUG"):
+            raise
+        err.print(f"[bold red]error:[/] {exc}")
+        return 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="inferline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    s = sub.add_parser("up", help="start the platform on 127.0.0.1")
+    s.add_argument("--detach", action="store_true", help="run in the background")
+    s.set_defaults(run=cmd_up)
+
+    sub.add_parser("down", help="stop a detached platform").set_defaults(run=cmd_down)
+
+    s = sub.add_parser("demo", help="walk through predictions, a bad request and feedback")
+    s.set_defaults(run=cmd_demo)
+
+    s = sub.add_parser("predict", help="send a predict request")
+    s.add_argument("model")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--instance", help="one instance as a JSON object")
+    g.add_argument("--file", type=Path, help="JSON Lines file, one instance per line")
+    s.set_defaults(run=cmd_predict)
+
+    s = sub.add_parser("feedback", help="send ground truth for predictions")
+    s.add_argument("prediction_id", nargs="?")
+    s.add_argument("actual", nargs="?")
+    s.add_argument("--file", type=Path, help="CSV with columns prediction_id,actual")
+    s.set_defaults(run=cmd_feedback)
+
+    s = sub.add_parser("features", help="feature store commands")
+    fsub = s.add_subparsers(required=True, metavar="ACTION")
+    f = fsub.add_parser("load", help="load a CSV of stored features into the feature table")
+    f.add_argument("model")
+    f.add_argument("file", type=Path)
+    f.add_argument("--table", help="table name (default: the local runtime's features table)")
+    f.set_defaults(run=cmd_features_load)
+
+    s = sub.add_parser("train", help="train a model version from a CSV (or demo data)")
+    s.add_argument("model")
+    s.add_argument("--data", type=Path, help="training CSV (default: generated demo data)")
+    s.add_argument("--rows", type=int, default=20000, help="demo rows to generate")
+    s.add_argument("--drift", type=float, default=0.0, help="demo data drift, 0..1")
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--version", help="version label (default: derived from data and spec)")
+    s.add_argument("--current", action="store_true", help="make it the version `up` serves")
+    s.set_defaults(run=cmd_train)
+    return p
+
+
+def cmd_up(args, config: LocalConfig) -> int:
+    from local_runtime import up
+
+    if args.detach:
+        up.start_detached(config)
+    else:
+        up.up(config)
+    return 0
+
+
+def cmd_down(args, config: LocalConfig) -> int:
+    from local_runtime import up
+
+    console.print(
+        "inferline stopped" if up.down(config) else "inferline was not running (detached)"
+    )
+    return 0
+
+
+def cmd_demo(args, config: LocalConfig) -> int:
+    from local_runtime import up
+    from local_runtime.demo import run_demo
+
+    up.start_detached(config)
+    run_demo(config)
+    return 0
+
+
+def _api(config: LocalConfig):
+    import httpx
+
+    url = os.environ.get("INFERLINE_API_URL") or config.api_url
+    return httpx.Client(base_url=url, headers={"x-api-key": config.api_key}, timeout=60)
+
+
+def _show(reply) -> int:
+    console.print(f"HTTP {reply.status_code}", style="green" if reply.is_success else "red")
+    try:
+        console.print_json(reply.text)
+    except ValueError:
+        console.print(reply.text)
+    return 0 if reply.is_success else 1
+
+
+def cmd_predict(args, config: LocalConfig) -> int:
+    if args.instance:
+        instances = [json.loads(args.instance)]
+    else:
+        instances = [
+            json.loads(line) for line in args.file.read_text().splitlines() if line.strip()
+        ]
+    with _api(config) as api:
+        return _show(api.post(f"/v1/models/{args.model}/predict", json={"instances": instances}))
+
+
+def cmd_feedback(args, config: LocalConfig) -> int:
+    if args.file:
+        with args.file.open(newline="") as f:
+            items = [
+                {"prediction_id": r["prediction_id"], "actual": _actual(r["actual"])}
+                for r in csv.DictReader(f)
+            ]
+    elif args.prediction_id and args.actual is not None:
+        items = [{"prediction_id": args.prediction_id, "actual": _actual(args.actual)}]
+    else:
+        raise ValueError("give PREDICTION_ID ACTUAL, or --file FILE.csv")
+    with _api(config) as api:
+        return _show(api.post("/v1/feedback", json={"feedback": items}))
+
+
+def _actual(text: str):
+    """A command-line actual: a number when it looks like one, else the label as given."""
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def cmd_features_load(args, config: LocalConfig) -> int:
+    import boto3
+    from inferline.features import load_features_csv
+    from inferline.resources import table_name
+    from inferline.spec import load_spec
+
+    spec = load_spec(args.model)
+    if args.table:
+        table = boto3.resource("dynamodb").Table(args.table)  # the caller's AWS settings
+    else:
+        from local_runtime.up import local_resource
+
+        table = local_resource(config, "dynamodb").Table(table_name(config.prefix, "features"))
+    with console.status(f"Loading {args.file} into {table.name}..."):
+        with args.file.open(newline="", encoding="utf-8") as f:
+            report = load_features_csv(table, spec, f)
+    console.print(f"loaded {report.loaded} row(s), rejected {len(report.rejected)}")
+    for bad in report.rejected[:50]:
+        console.print(f"  row {bad['row']}: {'; '.join(bad['problems'])}", style="yellow")
+    if len(report.rejected) > 50:
+        console.print(f"  ... and {len(report.rejected) - 50} more")
+    return 0 if report.ok else 2
+
+
+def cmd_train(args, config: LocalConfig) -> int:
+    import pandas as pd
+    from inferline.spec import load_spec
+    from model_artifacts.train import train
+
+    from local_runtime.up import model_dir
+
+    spec = load_spec(args.model)
+    if args.data:
+        frame = pd.read_csv(args.data)
+    elif args.model == "purchase-propensity":
+        from model_artifacts.demo_data import generate_training_frame
+
+        with console.status(f"Generating {args.rows:,} demo rows (drift {args.drift})..."):
+            frame = generate_training_frame(args.rows, args.seed, args.drift)
+    else:
+        raise ValueError(f"{args.model} has no demo data: give --data FILE.csv")
+    with console.status(f"Training {args.model} on {len(frame):,} rows..."):
+        bundle = train(spec, frame, version=args.version)
+    out = config.path("models", args.model, bundle.version)
+    bundle.save(out)
+    if args.current:
+        bundle.save(model_dir(config, args.model))
+    console.print(
+        f"{args.model} version {bundle.version} saved to {out}"
+        f"{' and made current (restart `inferline up` to serve it)' if args.current else ''}"
+    )
+    console.print_json(json.dumps(bundle.metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

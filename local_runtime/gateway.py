@@ -1,0 +1,154 @@
+"""The local API Gateway: HTTP requests in, API Gateway proxy events to the same handlers out.
+
+Routes (as the deployed REST API):
+  POST /v1/models/{model}/predict   -> the online workflow (preprocess, endpoint, postprocess)
+  POST /v1/feedback                 -> the feedback handler
+Every route requires the API key in `x-api-key`: missing is 401, wrong is 403. Bodies over
+the size limit are refused with 413 before any handler runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+
+from inferline.workflow import MAX_BODY_BYTES
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from local_runtime.config import LocalConfig
+from local_runtime.online_workflow import LocalOnlineWorkflow, context_for
+
+log = logging.getLogger("inferline.gateway")
+
+
+def api_gateway_event(request: Request, body: bytes, path_parameters: dict | None) -> dict:
+    """A REST API (v1) proxy integration event, as API Gateway builds it."""
+    request_id = str(uuid.uuid4())
+    headers = dict(request.headers)
+    now = datetime.now(UTC)
+    return {
+        "resource": request.url.path,
+        "path": request.url.path,
+        "httpMethod": request.method,
+        "headers": headers,
+        "multiValueHeaders": {k: request.headers.getlist(k) for k in headers},
+        "queryStringParameters": dict(request.query_params) or None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": path_parameters,
+        "stageVariables": None,
+        "requestContext": {
+            "requestId": request_id,
+            "stage": "local",
+            "httpMethod": request.method,
+            "path": request.url.path,
+            "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "requestTimeEpoch": int(now.timestamp() * 1000),
+            "identity": {
+                "sourceIp": request.client.host if request.client else "127.0.0.1",
+                "apiKey": request.headers.get("x-api-key"),
+            },
+        },
+        "body": body.decode("utf-8", errors="replace") if body else None,
+        "isBase64Encoded": False,
+    }
+
+
+def to_http(reply: dict) -> Response:
+    return Response(
+        content=reply.get("body") or "",
+        status_code=int(reply["statusCode"]),
+        headers=reply.get("headers") or {},
+    )
+
+
+def error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status)
+
+
+def create_app(config: LocalConfig, serving_urls: dict[str, str]) -> Starlette:
+    """The gateway app; the handlers are imported here, after the Lambda environment is set."""
+    os.environ.update(config.lambda_environment())
+    from feedback.handler import handler as feedback_handler
+    from postprocess.handler import handler as postprocess_handler
+    from preprocess.handler import handler as preprocess_handler
+
+    workflow = LocalOnlineWorkflow(
+        config.prefix, serving_urls, preprocess_handler, postprocess_handler
+    )
+
+    async def read_checked(request: Request) -> bytes | Response:
+        key = request.headers.get("x-api-key")
+        if not key:
+            return error(401, "missing_api_key", "send your API key in the x-api-key header")
+        if key != config.api_key:
+            return error(403, "invalid_api_key", "the API key is not valid")
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return error(413, "payload_too_large", f"request body is over {MAX_BODY_BYTES} bytes")
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return error(413, "payload_too_large", f"request body is over {MAX_BODY_BYTES} bytes")
+        return body
+
+    async def predict(request: Request) -> Response:
+        body = await read_checked(request)
+        if isinstance(body, Response):
+            return body
+        event = api_gateway_event(request, body, {"model": request.path_params["model"]})
+        started = time.perf_counter()
+        reply, steps = await run_in_threadpool(workflow.run, event)
+        log.info(
+            "predict %s -> %s via %s in %.1f ms",
+            request.path_params["model"],
+            reply["statusCode"],
+            " > ".join(steps),
+            (time.perf_counter() - started) * 1000,
+        )
+        return to_http(reply)
+
+    async def feedback(request: Request) -> Response:
+        body = await read_checked(request)
+        if isinstance(body, Response):
+            return body
+        event = api_gateway_event(request, body, None)
+        return to_http(await run_in_threadpool(feedback_handler, event, context_for("feedback")))
+
+    async def health(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "models": sorted(serving_urls),
+                "aws": config.aws_url,
+                "serving": serving_urls,
+            }
+        )
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error(404, "not_found", f"no route for {request.method} {request.url.path}")
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return error(
+            405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}"
+        )
+
+    async def internal(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+        return error(
+            500, "internal_error", "the request failed inside the platform; see the gateway log"
+        )
+
+    return Starlette(
+        routes=[
+            Route("/v1/models/{model}/predict", predict, methods=["POST"]),
+            Route("/v1/feedback", feedback, methods=["POST"]),
+            Route("/_local/health", health, methods=["GET"]),
+        ],
+        exception_handlers={404: not_found, 405: not_allowed, Exception: internal},
+    )
