@@ -28,36 +28,54 @@ from local_runtime.online_workflow import LocalOnlineWorkflow, context_for
 log = logging.getLogger("inferline.gateway")
 
 
-def api_gateway_event(request: Request, body: bytes, path_parameters: dict | None) -> dict:
+def api_gateway_event(
+    method: str,
+    path: str,
+    body: bytes | str | None,
+    path_parameters: dict | None = None,
+    headers: dict | None = None,
+    query: dict | None = None,
+    source_ip: str = "127.0.0.1",
+) -> dict:
     """A REST API (v1) proxy integration event, as API Gateway builds it."""
-    request_id = str(uuid.uuid4())
-    headers = dict(request.headers)
+    headers = dict(headers or {})
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", errors="replace")
     now = datetime.now(UTC)
     return {
-        "resource": request.url.path,
-        "path": request.url.path,
-        "httpMethod": request.method,
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
         "headers": headers,
-        "multiValueHeaders": {k: request.headers.getlist(k) for k in headers},
-        "queryStringParameters": dict(request.query_params) or None,
-        "multiValueQueryStringParameters": None,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": query or None,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
         "pathParameters": path_parameters,
         "stageVariables": None,
         "requestContext": {
-            "requestId": request_id,
+            "requestId": str(uuid.uuid4()),
             "stage": "local",
-            "httpMethod": request.method,
-            "path": request.url.path,
+            "httpMethod": method,
+            "path": path,
             "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
             "requestTimeEpoch": int(now.timestamp() * 1000),
-            "identity": {
-                "sourceIp": request.client.host if request.client else "127.0.0.1",
-                "apiKey": request.headers.get("x-api-key"),
-            },
+            "identity": {"sourceIp": source_ip, "apiKey": headers.get("x-api-key")},
         },
-        "body": body.decode("utf-8", errors="replace") if body else None,
+        "body": body or None,
         "isBase64Encoded": False,
     }
+
+
+def event_from(request: Request, body: bytes, path_parameters: dict | None) -> dict:
+    return api_gateway_event(
+        request.method,
+        request.url.path,
+        body,
+        path_parameters,
+        headers=dict(request.headers),
+        query=dict(request.query_params),
+        source_ip=request.client.host if request.client else "127.0.0.1",
+    )
 
 
 def to_http(reply: dict) -> Response:
@@ -101,7 +119,7 @@ def create_app(config: LocalConfig, serving_urls: dict[str, str]) -> Starlette:
         body = await read_checked(request)
         if isinstance(body, Response):
             return body
-        event = api_gateway_event(request, body, {"model": request.path_params["model"]})
+        event = event_from(request, body, {"model": request.path_params["model"]})
         started = time.perf_counter()
         reply, steps = await run_in_threadpool(workflow.run, event)
         log.info(
@@ -117,7 +135,7 @@ def create_app(config: LocalConfig, serving_urls: dict[str, str]) -> Starlette:
         body = await read_checked(request)
         if isinstance(body, Response):
             return body
-        event = api_gateway_event(request, body, None)
+        event = event_from(request, body, None)
         return to_http(await run_in_threadpool(feedback_handler, event, context_for("feedback")))
 
     async def health(request: Request) -> Response:

@@ -1,0 +1,33 @@
+"""The online Lambdas ship without scikit-learn, pandas or numpy: importing them must not
+pull any of those in (they would not be in the deployed package)."""
+
+import json
+import os
+import subprocess
+import sys
+
+from inferline.resources import local_environment
+
+HEAVY = ("sklearn", "pandas", "numpy", "scipy", "joblib", "yaml")
+
+
+def test_handlers_import_no_ml_libraries_and_no_yaml():
+    code = (
+        "import json, sys\n"
+        "import preprocess.handler, postprocess.handler, feedback.handler\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+    )
+    env = os.environ | local_environment("test") | {"AWS_DEFAULT_REGION": "us-east-1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_a_missing_setting_fails_at_cold_start_naming_it():
+    env = {k: v for k, v in os.environ.items() if k != "FEATURES_TABLE"}
+    out = subprocess.run(
+        [sys.executable, "-c", "import preprocess.handler"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode != 0
+    assert "missing or invalid environment: FEATURES_TABLE" in out.stderr
