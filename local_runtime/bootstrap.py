@@ -4,6 +4,7 @@ definitions (inferline.resources). Idempotent: an existing resource is left as i
 from __future__ import annotations
 
 from botocore.exceptions import ClientError
+
 from inferline.resources import BUCKETS, TABLES, bucket_name, table_name
 
 

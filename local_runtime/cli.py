@@ -166,6 +166,7 @@ def _actual(text: str):
 
 def cmd_features_load(args, config: LocalConfig) -> int:
     import boto3
+
     from inferline.features import load_features_csv
     from inferline.resources import table_name
     from inferline.spec import load_spec
@@ -190,10 +191,10 @@ def cmd_features_load(args, config: LocalConfig) -> int:
 
 def cmd_train(args, config: LocalConfig) -> int:
     import pandas as pd
-    from inferline.spec import load_spec
-    from model_artifacts.train import train
 
+    from inferline.spec import load_spec
     from local_runtime.up import model_dir
+    from model_artifacts.train import train
 
     spec = load_spec(args.model)
     if args.data:

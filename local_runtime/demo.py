@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 
 import httpx
-from inferline.resources import bucket_name, table_name
 from rich.console import Console
 from rich.table import Table
 
+from inferline.resources import bucket_name, table_name
 from local_runtime.config import LocalConfig
 from local_runtime.up import local_client, local_resource
 

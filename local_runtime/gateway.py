@@ -15,13 +15,13 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from inferline.workflow import MAX_BODY_BYTES
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from inferline.workflow import MAX_BODY_BYTES
 from local_runtime.config import LocalConfig
 from local_runtime.online_workflow import LocalOnlineWorkflow, context_for
 

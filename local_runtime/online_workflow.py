@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
 from inferline.resources import endpoint_name
 from inferline.workflow import (
     ENDPOINT_UNAVAILABLE,

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import boto3
 import httpx
-from inferline.resources import bucket_name, table_name
-from inferline.spec import available_models, load_spec
 from rich.console import Console
 
+from inferline.resources import bucket_name, table_name
+from inferline.spec import available_models, load_spec
 from local_runtime.bootstrap import bootstrap
 from local_runtime.config import HOST, REGION, LocalConfig
 
@@ -114,9 +114,9 @@ def ensure_demo_model(config: LocalConfig) -> Path:
     if (target / "model.joblib").is_file():
         return target
     import pandas as pd
-    from model_artifacts.train import train
 
     from model_artifacts.demo_data import write_demo_files
+    from model_artifacts.train import train
 
     with console.status(f"[bold]Generating {config.demo_rows:,} rows of demo data..."):
         files = write_demo_files(config.path("demo-data"), rows=config.demo_rows, seed=DEMO_SEED)

@@ -8,12 +8,12 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from feedback.logic import feedback
 from inferline import aws
 from inferline.events import FeedbackEvent
 from inferline.settings import PredictionLogSettings
 from inferline.spec import load_spec
-
-from feedback.logic import feedback
 
 logger = Logger()
 tracer = Tracer()

@@ -6,10 +6,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from inferline.ground_truth import record_feedback
 from inferline.spec import ModelSpec
 from inferline.workflow import error_response, response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MAX_ITEMS = 1000
 

@@ -6,11 +6,11 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from inferline import aws
 from inferline.events import PostprocessEvent
 from inferline.settings import PredictionLogSettings
 from inferline.spec import load_spec
-
 from postprocess.logic import postprocess
 
 logger = Logger()

@@ -6,11 +6,11 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from inferline import aws
 from inferline.events import PredictEvent
 from inferline.settings import PreprocessSettings
 from inferline.spec import load_spec
-
 from preprocess.logic import preprocess
 
 logger = Logger()

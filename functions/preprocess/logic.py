@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_masking import DataMasking
+
 from inferline.features import get_features
 from inferline.spec import ModelSpec, UnknownModel, available_models
 from inferline.validation import InvalidRequest, parse_instances, validate_instances
