@@ -1,0 +1,56 @@
+# inferline: the commands a newcomer needs. Everything installs itself on first use.
+#   make demo    bring the platform up on 127.0.0.1 and walk through the online loop
+#   make test    run every test tier (unit, integration over HTTP, infrastructure)
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+export UV_PYTHON_DOWNLOADS := never
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+
+.PHONY: setup up demo down test test-unit test-integration test-infra lint synth bench clean
+
+setup: $(VENV)/.installed $(if $(wildcard package.json),node_modules/.installed)
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	python3 -m uv sync --frozen
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+up: setup            ## run the platform in the foreground (Ctrl-C stops it)
+	$(BIN)/inferline up
+
+demo: setup          ## start the platform in the background and walk through the loop
+	$(BIN)/inferline demo
+
+down:                ## stop a platform started by `make demo` / `inferline up --detach`
+	$(BIN)/inferline down
+
+test: setup          ## every tier; the same command CI runs
+	$(BIN)/pytest
+
+test-unit: setup
+	$(BIN)/pytest tests/unit
+
+test-integration: setup
+	$(BIN)/pytest tests/integration
+
+test-infra: setup
+	$(BIN)/pytest tests/infra
+
+lint: setup
+	$(BIN)/ruff check .
+
+synth: setup         ## synthesize the CloudFormation template offline
+	npx cdk synth --quiet
+
+bench: setup         ## serving benchmark (installs mlflow into bench/.venv-mlflow for the peer)
+	bash bench/setup_mlflow.sh
+	$(BIN)/python bench/bench_serving.py
+
+clean:
+	rm -rf $(VENV) node_modules cdk.out .pytest_cache
