@@ -14,8 +14,9 @@ from typing import Any
 import joblib
 import numpy as np
 import pandas as pd
-from inferline.spec import ModelSpec
 from sklearn.pipeline import Pipeline
+
+from inferline.spec import ModelSpec
 
 BUNDLE_FILE = "model.joblib"
 FORMAT = 1

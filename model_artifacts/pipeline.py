@@ -3,12 +3,13 @@ so the exact transformation fitted in training is the one applied when serving."
 
 from __future__ import annotations
 
-from inferline.spec import ModelSpec
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from inferline.spec import ModelSpec
 
 ESTIMATORS = {
     "hist_gradient_boosting": HistGradientBoostingClassifier,
