@@ -13,6 +13,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from inferline.prediction_log import from_dynamo
 from inferline.resources import bucket_name, table_name
 from local_runtime.config import LocalConfig
 from local_runtime.up import local_client, local_resource
@@ -118,7 +119,7 @@ def run_demo(config: LocalConfig, model: str = "purchase-propensity") -> None:
         .get_item(Key={"prediction_id": ids[0]})["Item"]
     )
     console.print(f"DynamoDB {table_name(config.prefix, 'predictions')} item {ids[0]}:")
-    console.print_json(json.dumps(item, default=str))
+    console.print_json(json.dumps(from_dynamo(item)))
     console.print(
         "[dim]The email was erased before anything was logged; the actual sits beside "
         "the prediction for retraining.[/]"
