@@ -1,0 +1,75 @@
+"""The loaded model as the server uses it: its input schema, a fast frame, and the reply body.
+
+`bundle.predict_proba(records)` builds its frame with `to_frame` (pandas `from_records`, then
+casts), which costs more than the model itself for one row. The server already holds checked
+columns, so it builds the same frame straight from them: float64 arrays for numbers, object
+arrays for the rest. Loading checks once that the two frames, and so the predictions, agree.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from model_artifacts.bundle import ModelBundle, to_frame
+from model_artifacts.serving.payload import BOOL, NUMBER, InputSchema, Rows
+
+
+class ServedModel:
+    def __init__(self, bundle: ModelBundle, max_instances: int):
+        self.bundle = bundle
+        self.spec = bundle.spec
+        self.schema = InputSchema(bundle.spec, max_instances)
+        self.classes = bundle.classes
+        self.binary = bundle.spec.task == "binary"
+        head = {"model": self.spec.name, "model_version": bundle.version, "classes": self.classes}
+        # Every reply starts the same; only the scores are encoded per request.
+        self._reply_head = json.dumps(head, separators=(",", ":"))[:-1].encode() + b',"scores":'
+
+    def frame(self, rows: Rows) -> pd.DataFrame:
+        """The frame `to_frame` builds for the same values: same columns, order and dtypes."""
+        index = pd.RangeIndex(rows.count)
+        data: dict[str, Any] = {}
+        for name in self.schema.names:
+            column = rows.columns[name]
+            if column.dtype == object:
+                # An explicit object Series: from a bare array pandas 3 would infer its "str"
+                # dtype, and to_frame casts categorical columns back to object.
+                column = pd.Series(column, index=index, dtype=object, copy=False)
+            data[name] = column
+        return pd.DataFrame(data, index=index, copy=False)
+
+    def predict_proba(self, rows: Rows) -> np.ndarray:
+        proba = self.bundle.pipeline.predict_proba(self.frame(rows))
+        if proba.shape != (rows.count, len(self.classes)):
+            raise RuntimeError(
+                f"the model returned probabilities of shape {proba.shape} for {rows.count} rows "
+                f"and {len(self.classes)} classes"
+            )
+        return proba
+
+    def reply(self, proba: np.ndarray) -> bytes:
+        """The JSON reply: binary models score the positive (last) class, multiclass all."""
+        scores = proba[:, -1].tolist() if self.binary else proba.tolist()
+        return self._reply_head + json.dumps(scores, separators=(",", ":")).encode() + b"}"
+
+    def check(self) -> None:
+        """Warm the model up on one made-up row, and make sure the fast frame gives the same
+        frame and probabilities as `bundle.predict_proba` does; raise if it does not."""
+        record: dict[str, Any] = {}
+        for name, kind in self.schema.kinds.items():
+            if kind == NUMBER:
+                record[name] = 0.0
+            elif kind == BOOL:
+                record[name] = False
+            else:
+                field = self.spec.request.fields.get(name)
+                record[name] = str(field.allowed[0]) if field and field.allowed else "unknown"
+        rows = self.schema.from_json(json.dumps({"instances": [record]}).encode())
+        pd.testing.assert_frame_equal(self.frame(rows), to_frame(self.spec, [record]))
+        np.testing.assert_allclose(
+            self.predict_proba(rows), self.bundle.predict_proba([record]), rtol=0, atol=1e-9
+        )
