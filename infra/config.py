@@ -1,0 +1,256 @@
+"""The deployment's settings, read from CDK context (cdk.json, or `-c key=value`) and validated.
+
+Every setting is a flat key so it can be given on the command line; values from the command
+line arrive as strings and are parsed here. A bad value stops synth with one message that
+lists every problem and names the key, before any construct is built.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inferline.resources import DEFAULT_PREFIX, endpoint_name
+from inferline.spec import SpecError, UnknownModel, available_models, load_spec
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# key -> (default, one-line description); cdk.json and docs/deploy.md list the same keys.
+SETTINGS: dict[str, tuple[Any, str]] = {
+    "prefix": (DEFAULT_PREFIX, "name prefix of every resource, and the stack name (stage)"),
+    "models": (["purchase-propensity"], "models to serve: names of specs in model_artifacts/specs"),
+    "instanceType": ("ml.g4dn.xlarge", "SageMaker endpoint instance type (GPU by default)"),
+    "instanceCount": (1, "endpoint instances at deploy time, and the autoscaling minimum"),
+    "maxInstanceCount": (2, "autoscaling maximum; equal to instanceCount turns autoscaling off"),
+    "invocationsPerInstance": (600, "autoscaling target: invocations per instance per minute"),
+    "dataCapturePercent": (20, "share of endpoint requests captured to S3 for monitoring"),
+    "modelLatencyAlarmMs": (500, "p99 model latency (ms) that alarms and rolls a deployment back"),
+    "emailSender": ("", "SES sender address for batch result emails (empty: not configured)"),
+    "alarmEmail": ("", "address subscribed to the alarm topic (empty: no subscription)"),
+    "logRetentionDays": (30, "retention of every log group the stack creates"),
+    "apiRateLimit": (50, "API requests per second, per API key (steady state)"),
+    "apiBurstLimit": (100, "API request burst, per API key"),
+    "apiDailyQuota": (100_000, "API requests per day, per API key (0: no quota)"),
+    "servingImage": ("", "serving image URI to use instead of building the Dockerfile"),
+    "powertoolsLayerArn": ("", "Powertools layer ARN (empty: the public layer, by SSM)"),
+}
+# Per-model key: where the trained model.tar.gz is (see ModelData below).
+MODEL_DATA_KEY = "modelData."
+
+# Log retention values CloudWatch accepts.
+RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+                  2192, 2557, 2922, 3288, 3653)  # fmt: skip
+PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,23}$")
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# SageMaker real-time instance types: ml.<family>.<size>
+INSTANCE_TYPE_PATTERN = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
+S3_URL_PATTERN = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+)$")
+
+
+class ConfigError(ValueError):
+    """Context values that cannot be deployed; the message lists every problem."""
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """Where a model's trained model.tar.gz comes from.
+
+    - `local_path`: a file on this machine, uploaded by `cdk deploy` as an S3 asset;
+    - `s3_url`: an object already in S3;
+    - neither: the URL is a CloudFormation parameter given at deploy time
+      (`--parameters <Model>ModelDataUrl=s3://...`), so synth never needs a trained model.
+    """
+
+    local_path: Path | None = None
+    s3_url: str | None = None
+
+    @property
+    def s3_bucket_and_key(self) -> tuple[str, str] | None:
+        match = S3_URL_PATTERN.match(self.s3_url or "")
+        return (match.group(1), match.group(2)) if match else None
+
+
+@dataclass(frozen=True)
+class Config:
+    prefix: str
+    models: tuple[str, ...]
+    instance_type: str
+    instance_count: int
+    max_instance_count: int
+    invocations_per_instance: int
+    data_capture_percent: int
+    model_latency_alarm_ms: int
+    email_sender: str | None
+    alarm_email: str | None
+    log_retention_days: int
+    api_rate_limit: int
+    api_burst_limit: int
+    api_daily_quota: int | None
+    serving_image: str | None
+    powertools_layer_arn: str | None
+    model_data: dict[str, ModelData] = field(default_factory=dict)
+
+    @property
+    def autoscaling(self) -> bool:
+        return self.max_instance_count > self.instance_count
+
+
+def load_config(context: Mapping[str, Any]) -> Config:
+    """The validated settings from a context mapping (CDK's, or a plain dict in tests)."""
+    problems: list[str] = []
+
+    def get(key: str, parse: Callable[[Any], Any], check: Callable[[Any], str | None]):
+        default = SETTINGS[key][0]
+        raw = context.get(key, default)
+        try:
+            value = parse(raw)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{key}={raw!r}: {exc}")
+            return parse(default)
+        why = check(value)
+        if why:
+            problems.append(f"{key}={raw!r}: {why}")
+        return value
+
+    prefix = get("prefix", str, lambda v: None if PREFIX_PATTERN.match(v) else
+                 "2-24 characters: lowercase letters, digits and '-', starting with a letter")
+    models = get("models", _as_list, lambda v: None if v else "name at least one model")
+    instance_type = get("instanceType", str, lambda v: None if INSTANCE_TYPE_PATTERN.match(v)
+                        else "expected a SageMaker instance type such as ml.g4dn.xlarge")
+    instance_count = get("instanceCount", _as_int, _at_least(1))
+    max_instance_count = get("maxInstanceCount", _as_int, _at_least(1))
+    if max_instance_count < instance_count:
+        problems.append(f"maxInstanceCount={max_instance_count}: must be >= instanceCount "
+                        f"({instance_count})")
+    invocations = get("invocationsPerInstance", _as_int, _at_least(1))
+    capture = get("dataCapturePercent", _as_int,
+                  lambda v: None if 0 <= v <= 100 else "a percentage: 0 to 100")
+    latency_ms = get("modelLatencyAlarmMs", _as_int, _at_least(1))
+    email_sender = get("emailSender", _as_str, _email_or_empty)
+    alarm_email = get("alarmEmail", _as_str, _email_or_empty)
+    retention = get("logRetentionDays", _as_int, lambda v: None if v in RETENTION_DAYS else
+                    f"CloudWatch accepts one of {', '.join(map(str, RETENTION_DAYS))}")
+    rate = get("apiRateLimit", _as_int, _at_least(1))
+    burst = get("apiBurstLimit", _as_int, _at_least(1))
+    quota = get("apiDailyQuota", _as_int, _at_least(0))
+    serving_image = get("servingImage", _as_str, lambda v: None if not v or (
+        ".dkr.ecr." in v and ":" in v.rsplit("/", 1)[-1] or "@sha256:" in v)
+        else "expected an ECR image URI with a tag or digest")
+    layer = get("powertoolsLayerArn", _as_str, lambda v: None if not v or v.startswith("arn:")
+                else "expected a Lambda layer version ARN")
+
+    known = available_models()
+    for model in models:
+        try:
+            load_spec(model)
+        except UnknownModel:
+            problems.append(f"models: no spec named '{model}' in model_artifacts/specs "
+                            f"(available: {', '.join(known) or 'none'})")
+        except SpecError as exc:
+            problems.append(f"models: spec '{model}' is invalid: {exc}")
+        if len(endpoint_name(prefix, model)) > 63:
+            problems.append(f"models: endpoint name '{endpoint_name(prefix, model)}' is over "
+                            "SageMaker's 63 characters; shorten the prefix or model name")
+    if len(set(models)) != len(models):
+        problems.append(f"models: listed twice: {sorted({m for m in models if models.count(m) > 1})}")
+
+    model_data: dict[str, ModelData] = {}
+    for key, raw in context.items():
+        if not key.startswith(MODEL_DATA_KEY):
+            continue
+        model = key[len(MODEL_DATA_KEY):]
+        if model not in models:
+            problems.append(f"{key}: '{model}' is not in models ({', '.join(models)})")
+            continue
+        try:
+            model_data[model] = _model_data(str(raw))
+        except ValueError as exc:
+            problems.append(f"{key}={raw!r}: {exc}")
+
+    problems += _unknown_keys(context)
+    if problems:
+        raise ConfigError("invalid inferline settings (CDK context):\n  " + "\n  ".join(problems))
+    return Config(
+        prefix=prefix,
+        models=tuple(models),
+        instance_type=instance_type,
+        instance_count=instance_count,
+        max_instance_count=max_instance_count,
+        invocations_per_instance=invocations,
+        data_capture_percent=capture,
+        model_latency_alarm_ms=latency_ms,
+        email_sender=email_sender or None,
+        alarm_email=alarm_email or None,
+        log_retention_days=retention,
+        api_rate_limit=rate,
+        api_burst_limit=burst,
+        api_daily_quota=quota or None,
+        serving_image=serving_image or None,
+        powertools_layer_arn=layer or None,
+        model_data=model_data,
+    )
+
+
+def _model_data(value: str) -> ModelData:
+    if value.startswith("s3://"):
+        if not S3_URL_PATTERN.match(value):
+            raise ValueError("expected s3://<bucket>/<key of model.tar.gz>")
+        return ModelData(s3_url=value)
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else REPO_ROOT / path
+    if not path.is_file():
+        raise ValueError(f"no such file: {path} (train a model first, or give an s3:// URL)")
+    if not path.name.endswith(".tar.gz"):
+        raise ValueError("SageMaker model data is a .tar.gz holding model.joblib")
+    return ModelData(local_path=path)
+
+
+def _as_list(value: Any) -> list[str]:
+    """A JSON list from cdk.json, or "a,b" / '["a","b"]' from the command line."""
+    if isinstance(value, str):
+        text = value.strip()
+        value = json.loads(text) if text.startswith("[") else text.split(",")
+    if not isinstance(value, list):
+        raise ValueError("expected a list of model names")
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("expected a whole number")
+    try:
+        return int(str(value).strip()) if isinstance(value, str) else int(value)
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+
+
+def _as_str(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _at_least(low: int) -> Callable[[int], str | None]:
+    return lambda v: None if v >= low else f"must be at least {low}"
+
+
+def _email_or_empty(value: str) -> str | None:
+    return None if not value or EMAIL_PATTERN.match(value) else "expected an email address"
+
+
+def _unknown_keys(context: Mapping[str, Any]) -> list[str]:
+    """A key that is one typo away from a setting is a mistake that would silently deploy the
+    default (say, a GPU instance); CDK's own keys look nothing like ours and pass."""
+    problems = []
+    for key in context:
+        if key in SETTINGS or key.startswith(MODEL_DATA_KEY):
+            continue
+        close = difflib.get_close_matches(key, SETTINGS, n=1, cutoff=0.8)
+        if close:
+            problems.append(f"{key}: unknown setting; did you mean '{close[0]}'?")
+    return problems

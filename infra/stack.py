@@ -1,0 +1,57 @@
+"""The inferline stack: one construct per capability, wired together, and its outputs."""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, CfnOutput, Stack
+from constructs import Construct
+
+from infra.config import Config
+from infra.observability import Observability
+from infra.online_api import OnlineApi
+from infra.serving import Serving
+from infra.storage import Storage
+
+
+class InferlineStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: Config, **kwargs) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            description="inferline: serverless ML serving (API Gateway, Step Functions, "
+            "Lambda, SageMaker, DynamoDB, S3)",
+            **kwargs,
+        )
+        self.config = config
+        self.storage = Storage(self, "Storage", config=config)
+        self.serving = Serving(self, "Serving", config=config, storage=self.storage)
+        self.online_api = OnlineApi(
+            self, "OnlineApi", config=config, storage=self.storage, serving=self.serving
+        )
+        self.observability = Observability(
+            self, "Observability", config=config, serving=self.serving, online_api=self.online_api
+        )
+
+        api = self.online_api
+        CfnOutput(self, "ApiUrl", value=api.url,
+                  description="Base URL: POST <ApiUrl>v1/models/<model>/predict (INFERLINE_API_URL)")
+        CfnOutput(self, "ApiKeyId", value=api.api_key.key_id,
+                  description="API key id; its value is the x-api-key header (INFERLINE_API_KEY)")
+        CfnOutput(
+            self,
+            "GetApiKeyCommand",
+            value=f"aws apigateway get-api-key --api-key {api.api_key.key_id} --include-value "
+            f"--query value --output text --region {Aws.REGION}",
+            description="Prints the API key value",
+        )
+        for model, endpoint in self.serving.endpoints.items():
+            CfnOutput(self, f"{endpoint.node.id}Endpoint", value=endpoint.endpoint_name,
+                      description=f"SageMaker endpoint serving {model}")
+        CfnOutput(self, "DataBucket", value=self.storage.data.bucket_name)
+        CfnOutput(self, "ArtifactsBucket", value=self.storage.artifacts.bucket_name)
+        CfnOutput(self, "AlarmTopicArn", value=self.observability.topic.topic_arn)
+        CfnOutput(
+            self,
+            "DashboardUrl",
+            value=f"https://{Aws.REGION}.console.aws.amazon.com/cloudwatch/home?region="
+            f"{Aws.REGION}#dashboards:name={self.observability.dashboard.dashboard_name}",
+        )

@@ -1,0 +1,26 @@
+"""Helpers for the infra tests (a module name no other test folder uses)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+
+def resolve(value: Any) -> Any:
+    """A template value with intrinsics flattened to text: Fn::Join joined, a Ref or
+    GetAtt written as <LogicalId> or <LogicalId.Attr>, so strings can be compared."""
+    if isinstance(value, dict) and len(value) == 1:
+        (key, arg), = value.items()
+        if key == "Fn::Join":
+            return arg[0].join(str(resolve(part)) for part in arg[1])
+        if key == "Ref":
+            return f"<{arg}>"
+        if key == "Fn::Sub" and isinstance(arg, str):
+            return re.sub(r"\$\{([^}]+)\}", r"<\1>", arg)
+        if key == "Fn::GetAtt":
+            return f"<{'.'.join(arg) if isinstance(arg, list) else arg}>"
+    if isinstance(value, dict):
+        return {k: resolve(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v) for v in value]
+    return value

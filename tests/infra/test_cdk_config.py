@@ -1,0 +1,100 @@
+"""Context settings: defaults, command-line strings, and one clear error listing every problem."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from infra.app import CDK_JSON
+from infra.config import REPO_ROOT, SETTINGS, ConfigError, load_config
+from infra.serving import model_data_parameter
+
+
+def test_cdk_json_lists_every_setting_with_its_default():
+    context = json.loads(CDK_JSON.read_text())["context"]
+    for key, (default, _) in SETTINGS.items():
+        assert context[key] == default, key
+
+
+def test_defaults_serve_on_a_gpu():
+    config = load_config({})
+    assert config.instance_type == "ml.g4dn.xlarge"
+    assert config.models == ("purchase-propensity",)
+    assert config.autoscaling and config.instance_count == 1
+    assert config.alarm_email is None and config.email_sender is None
+    assert config.model_data == {}
+
+
+def test_command_line_strings_are_parsed():
+    config = load_config({
+        "models": "purchase-propensity", "instanceCount": "2", "maxInstanceCount": "2",
+        "alarmEmail": "ops@example.com", "apiDailyQuota": "0", "prefix": "inferline-dev",
+    })
+    assert config.models == ("purchase-propensity",)
+    assert config.instance_count == 2 and not config.autoscaling
+    assert config.alarm_email == "ops@example.com"
+    assert config.api_daily_quota is None
+    assert config.prefix == "inferline-dev"
+    assert load_config({"models": '["purchase-propensity"]'}).models == ("purchase-propensity",)
+
+
+def test_every_problem_is_listed_at_once():
+    with pytest.raises(ConfigError) as caught:
+        load_config({
+            "models": ["purchase-propensity", "no-such-model"],
+            "instanceType": "g4dn.xlarge",
+            "instanceCount": "two",
+            "alarmEmail": "not-an-address",
+            "logRetentionDays": 31,
+            "prefix": "Inferline",
+            "instanceTyp": "ml.m5.large",
+        })
+    message = str(caught.value)
+    for expected in ("no spec named 'no-such-model'", "available: purchase-propensity",
+                     "instanceType='g4dn.xlarge'", "instanceCount='two'",
+                     "alarmEmail='not-an-address'", "logRetentionDays=31", "prefix='Inferline'",
+                     "instanceTyp: unknown setting; did you mean 'instanceType'?"):
+        assert expected in message
+
+
+def test_autoscaling_maximum_below_minimum_is_refused():
+    with pytest.raises(ConfigError, match="maxInstanceCount=1: must be >= instanceCount"):
+        load_config({"instanceCount": 2, "maxInstanceCount": 1})
+
+
+def test_model_data_from_s3_or_a_local_file(tmp_path):
+    config = load_config({"modelData.purchase-propensity": "s3://my-models/pp/model.tar.gz"})
+    data = config.model_data["purchase-propensity"]
+    assert data.s3_bucket_and_key == ("my-models", "pp/model.tar.gz")
+
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz"):
+        pass
+    config = load_config({"modelData.purchase-propensity": str(archive)})
+    assert config.model_data["purchase-propensity"].local_path == archive
+
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config({"modelData.purchase-propensity": str(tmp_path / "missing.tar.gz")})
+    with pytest.raises(ConfigError, match="is not in models"):
+        load_config({"modelData.other-model": "s3://b-1/model.tar.gz"})
+
+
+def test_model_data_parameter_name():
+    assert model_data_parameter("purchase-propensity") == "PurchasePropensityModelDataUrl"
+
+
+def test_the_app_stops_with_the_message_before_building(tmp_path):
+    """What `cdk synth -c instanceType=g4dn.xlarge` shows: the CLI passes context in
+    CDK_CONTEXT_JSON, and the app exits non-zero naming the key."""
+    env = {**os.environ, "CDK_OUTDIR": str(tmp_path),
+           "CDK_CONTEXT_JSON": json.dumps({"instanceType": "g4dn.xlarge"})}
+    done = subprocess.run([sys.executable, "-m", "infra.app"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "instanceType='g4dn.xlarge': expected a SageMaker instance type" in done.stderr
+    assert not list(tmp_path.iterdir())  # nothing synthesized
