@@ -36,7 +36,7 @@ from starlette.routing import Route
 from model_artifacts.bundle import ModelBundle
 from model_artifacts.serving.batching import MicroBatcher
 from model_artifacts.serving.model import ServedModel
-from model_artifacts.serving.payload import PayloadError
+from model_artifacts.serving.payload import Refusal
 from model_artifacts.serving.settings import ServingSettings
 
 log = logging.getLogger("inferline.serving")
@@ -55,10 +55,10 @@ class ModelState:
         self.batcher: MicroBatcher | None = None
         self.failure: str | None = None
 
-    def not_ready(self) -> PayloadError:
+    def not_ready(self) -> Refusal:
         if self.failure:
-            return PayloadError(503, "model_not_ready", f"the model failed to load: {self.failure}")
-        return PayloadError(503, "model_not_ready", "the model is still loading; retry shortly")
+            return Refusal(503, "model_not_ready", f"the model failed to load: {self.failure}")
+        return Refusal(503, "model_not_ready", "the model is still loading; retry shortly")
 
 
 def create_app(
@@ -123,16 +123,16 @@ def create_app(
             check_accept(request.headers.get("accept"))
             body = await read_body(request, settings.max_body_bytes)
             if not body.strip():
-                raise PayloadError(400, "empty_body", "the request body is empty")
+                raise Refusal(400, "empty_body", "the request body is empty")
             rows = model.schema.from_json(body) if kind == JSON else model.schema.from_csv(body)
-        except PayloadError as refused:
+        except Refusal as refused:
             return error_response(refused)
         try:
             proba = await batcher.predict(rows)
         except Exception as exc:
             log.error("the model failed on %d rows", rows.count, exc_info=exc)
             return error_response(
-                PayloadError(
+                Refusal(
                     500,
                     "model_error",
                     f"the model failed to score the instances: {type(exc).__name__}: {exc}",
@@ -174,7 +174,7 @@ def content_kind(content_type: str | None) -> str:
     media = (content_type or JSON).split(";", 1)[0].strip().lower()
     if media in (JSON, CSV):
         return media
-    raise PayloadError(
+    raise Refusal(
         415,
         "unsupported_media_type",
         f"Content-Type {content_type!r} is not supported: send {JSON} or {CSV}",
@@ -187,13 +187,13 @@ def check_accept(accept: str | None) -> None:
     ranges = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
     if ranges & {JSON, "application/*", "*/*", ""}:
         return
-    raise PayloadError(406, "not_acceptable", f"replies are {JSON}; Accept {accept!r} excludes it")
+    raise Refusal(406, "not_acceptable", f"replies are {JSON}; Accept {accept!r} excludes it")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, or a 413 as soon as it is known to be larger than `limit` bytes."""
     declared = request.headers.get("content-length")
-    too_large = PayloadError(413, "payload_too_large", f"the body is larger than the limit of {limit} bytes")
+    too_large = Refusal(413, "payload_too_large", f"the body is larger than the limit of {limit} bytes")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large
     chunks, size = [], 0
@@ -211,7 +211,7 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     )
 
 
-def error_response(refused: PayloadError) -> Response:
+def error_response(refused: Refusal) -> Response:
     return json_response(refused.status, refused.body())
 
 

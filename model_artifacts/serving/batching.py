@@ -11,7 +11,6 @@ throughput comes from: scikit-learn's cost per call dwarfs its cost per row.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,13 +20,13 @@ import numpy as np
 
 from model_artifacts.serving.payload import Rows
 
-log = logging.getLogger("inferline.serving")
-
 Job = tuple[Rows, "asyncio.Future[np.ndarray]"]
 T = TypeVar("T")
 
 
 class MicroBatcher:
+    """One inference loop and its predict thread; `predict` scores a Rows batch."""
+
     def __init__(self, predict: Callable[[Rows], np.ndarray], max_rows: int, threads: int | None = None):
         """`threads`: the OpenMP/BLAS threads the model may use on the predict thread (None:
         leave the libraries' defaults)."""

@@ -1,6 +1,6 @@
 """Request bodies to model inputs: JSON instances or CSV rows, checked field by field.
 
-A body the model cannot score is a PayloadError (a 4xx) naming the instance or CSV row and
+A body the model cannot score is a Refusal (a 4xx) naming the instance or CSV row and
 the field, never an exception from inside pandas or scikit-learn. Valid bodies take a fast
 path that checks whole columns at once; only a body with problems is walked value by value,
 to list every problem.
@@ -29,7 +29,7 @@ _NUMBER_TYPES = {int, float}
 _CSV_BOOLS = {"true": True, "false": False, "1": True, "0": False}
 
 
-class PayloadError(Exception):
+class Refusal(Exception):
     """A request the server refuses, as the JSON error body the client gets."""
 
     def __init__(self, status: int, error: str, message: str, details: list[dict[str, Any]] | None = None):
@@ -68,28 +68,26 @@ class InputSchema:
         try:
             payload = json.loads(body)
         except UnicodeDecodeError as exc:
-            raise PayloadError(400, "invalid_json", f"the body is not UTF-8 text: {exc}") from None
+            raise Refusal(400, "invalid_json", f"the body is not UTF-8 text: {exc}") from None
         except json.JSONDecodeError as exc:
-            raise PayloadError(
+            raise Refusal(
                 400,
                 "invalid_json",
                 f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
             ) from None
         except (ValueError, RecursionError) as exc:
-            raise PayloadError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+            raise Refusal(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
         if not isinstance(payload, dict):
-            raise PayloadError(
+            raise Refusal(
                 400,
                 "invalid_payload",
                 f'the body must be a JSON object {{"instances": [...]}}, got {_json_type(payload)}',
             )
         if "instances" not in payload:
-            raise PayloadError(
-                400, "invalid_payload", 'the body has no "instances": send {"instances": [...]}'
-            )
+            raise Refusal(400, "invalid_payload", 'the body has no "instances": send {"instances": [...]}')
         instances = payload["instances"]
         if not isinstance(instances, list):
-            raise PayloadError(
+            raise Refusal(
                 400,
                 "invalid_payload",
                 f'"instances" must be a list of objects, got {_json_type(instances)}',
@@ -134,13 +132,13 @@ class InputSchema:
         try:
             text = body.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise PayloadError(400, "invalid_csv", f"the body is not UTF-8 text: {exc}") from None
+            raise Refusal(400, "invalid_csv", f"the body is not UTF-8 text: {exc}") from None
         try:
             rows = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
         except csv.Error as exc:
-            raise PayloadError(400, "invalid_csv", f"the body is not valid CSV: {exc}") from None
+            raise Refusal(400, "invalid_csv", f"the body is not valid CSV: {exc}") from None
         if not rows:
-            raise PayloadError(400, "empty_body", "the CSV body has no rows")
+            raise Refusal(400, "empty_body", "the CSV body has no rows")
         header = rows[0]
         if set(header) & set(self.names):
             positions = self._header_positions(header)
@@ -150,7 +148,7 @@ class InputSchema:
             positions = {name: i for i, name in enumerate(self.names)}
             width = len(self.names)
         if not rows:
-            raise PayloadError(400, "empty_body", "the CSV body has a header but no data rows")
+            raise Refusal(400, "empty_body", "the CSV body has a header but no data rows")
         self._check_count(len(rows), "rows")
         try:
             return self._csv_columns(rows, positions, width)
@@ -161,7 +159,7 @@ class InputSchema:
     def _header_positions(self, header: list[str]) -> dict[str, int]:
         missing = [name for name in self.names if name not in header]
         if missing:
-            raise PayloadError(
+            raise Refusal(
                 400,
                 "invalid_csv",
                 f"the CSV header lacks model inputs: {', '.join(missing)}",
@@ -169,7 +167,7 @@ class InputSchema:
             )
         repeated = sorted({name for name in self.names if header.count(name) > 1})
         if repeated:
-            raise PayloadError(
+            raise Refusal(
                 400,
                 "invalid_csv",
                 f"the CSV header names a model input more than once: {', '.join(repeated)}",
@@ -204,15 +202,15 @@ class InputSchema:
 
     def _check_count(self, count: int, what: str) -> None:
         if count == 0:
-            raise PayloadError(400, "invalid_payload", f"the body has no {what} to score")
+            raise Refusal(400, "invalid_payload", f"the body has no {what} to score")
         if count > self.max_instances:
-            raise PayloadError(
+            raise Refusal(
                 413,
                 "too_many_instances",
                 f"{count} {what} is more than the limit of {self.max_instances} per request",
             )
 
-    def _invalid(self, unit: str, problems: list[dict[str, Any]]) -> PayloadError:
+    def _invalid(self, unit: str, problems: list[dict[str, Any]]) -> Refusal:
         if not problems:  # the fast path refused something the slow path accepts: a bug
             raise AssertionError("fast and slow input checks disagree")
         shown = "; ".join(_describe(unit, p) for p in problems[:3])
@@ -222,7 +220,7 @@ class InputSchema:
             more += f"; details lists the first {MAX_DETAILS}"
         plural = "s" if len(problems) > 1 else ""
         message = f"{len(problems)} problem{plural} in the {unit}s: {shown}{more}"
-        return PayloadError(400, "invalid_instances", message, details)
+        return Refusal(400, "invalid_instances", message, details)
 
 
 def _column(values: list, kind: str) -> np.ndarray:

@@ -36,7 +36,7 @@ from model_artifacts.pipeline import build_pipeline
 from model_artifacts.serving.app import create_app
 from model_artifacts.serving.batching import MicroBatcher
 from model_artifacts.serving.model import ServedModel
-from model_artifacts.serving.payload import InputSchema, PayloadError, Rows
+from model_artifacts.serving.payload import InputSchema, Refusal, Rows
 from model_artifacts.serving.settings import ServingSettings, SettingsError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -448,6 +448,22 @@ def test_a_request_that_breaks_the_model_fails_alone():
     assert good[0, 1] == 0.1 and other[0, 1] == 0.3
 
 
+def test_the_predict_thread_runs_the_model_on_the_configured_threads():
+    from threadpoolctl import threadpool_info
+
+    def openmp_threads() -> list[int]:
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "openmp"]
+
+    async def scenario():
+        batcher = MicroBatcher(lambda rows: np.zeros((rows.count, 2)), max_rows=10, threads=1)
+        try:
+            return await batcher.call(openmp_threads)
+        finally:
+            await batcher.stop()
+
+    assert set(asyncio.run(scenario())) == {1}  # scikit-learn (imported here) loads OpenMP
+
+
 def test_the_fast_frame_is_the_frame_to_frame_builds(spec, bundle, multiclass_bundle):
     for model_bundle in (bundle, multiclass_bundle):
         served = ServedModel(model_bundle, max_instances=1000)
@@ -466,7 +482,7 @@ def test_bool_stored_features_are_categorical_true_or_false(spec):
     record = make_records(spec, 1, seed=12)[0]
     rows = schema.from_json(json.dumps({"instances": [record | {"is_member": True}]}).encode())
     assert rows.columns["is_member"].tolist() == [True]
-    with pytest.raises(PayloadError) as refused:
+    with pytest.raises(Refusal) as refused:
         schema.from_json(json.dumps({"instances": [record | {"is_member": "yes"}]}).encode())
     assert refused.value.details == [
         {"instance": 0, "field": "is_member", "problem": 'expected true or false, got string "yes"'}
