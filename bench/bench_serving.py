@@ -394,12 +394,26 @@ def main(argv: list[str] | None = None) -> int:
         "csv_1000": ([request_bytes(path, csv_body(spec, b), "text/csv") for b in batches], 1, BATCH_ROWS),
         "json_1000_c4": ([request_bytes(path, b, "application/json") for b in json_batches], 4, BATCH_ROWS),
     }
+    # Batch throughput as deployed: one worker per core (SageMaker's convention for
+    # SAGEMAKER_MODEL_SERVER_WORKERS), one request in flight per worker. In-process
+    # predict_proba uses every core too (OpenMP), so both sides have the whole machine.
+    cores = os.cpu_count() or 1
+    scaled_phases = {
+        "json_1000_scaled": (phases["json_1000"][0], cores, BATCH_ROWS),
+        "csv_1000_scaled": (phases["csv_1000"][0], cores, BATCH_ROWS),
+    }
+    results["run"]["scaled_server_workers"] = cores
     port = free_port()
     command = [sys.executable, "-m", "model_artifacts.serving", "--model-dir", str(work / "model")]
     command += ["--host", HOST, "--port", str(port), "--workers", str(args.workers)]
     if args.model_threads:
         command += ["--model-threads", str(args.model_threads)]
     server = start(command, port, work / "server.log", "/ping")
+    scaled_port = free_port()
+    scaled_command = [*command[:command.index("--port")], "--port", str(scaled_port), "--workers", str(cores)]
+    if args.model_threads:
+        scaled_command += ["--model-threads", str(args.model_threads)]
+    scaled = start(scaled_command, scaled_port, work / "server-scaled.log", "/ping")
     try:
         expected = bundle.predict_proba(batches[0])[:, -1]
         got = scores_from(port, "/invocations", {"instances": batches[0]}, "scores")
@@ -420,12 +434,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {round_}/{rounds}: server {name} ...", flush=True)
                 load = run_load(server.pid, port, requests, concurrency, seconds, 200_000, warmup)
                 measured[name] = load_result(load, rows) | {"concurrency": concurrency}
+            for name, (requests, concurrency, rows) in scaled_phases.items():
+                print(f"round {round_}/{rounds}: server ({cores} workers) {name} ...", flush=True)
+                load = run_load(scaled.pid, scaled_port, requests, concurrency, seconds, 200_000, warmup)
+                measured[name] = load_result(load, rows) | {"concurrency": concurrency}
             server_rounds.append(measured)
         results["in_process"] = median_of(in_process_rounds)
         results["server"] = median_of(server_rounds)
         results["rounds"] = {"in_process": in_process_rounds, "server": server_rounds}
     finally:
         stop(server)
+        stop(scaled)
 
     if args.no_mlflow:
         results["mlflow"] = {"skipped": "--no-mlflow"}
@@ -517,7 +536,10 @@ def ratios(results: dict) -> dict:
             "met": overhead <= TARGETS["latency_overhead_ms"],
         },
     }
-    for name in ("json_1000", "csv_1000"):
+    for name in ("json_1000", "csv_1000"):  # one worker: for information, no target
+        pct = 100 * server[name]["rows_per_s"] / local["batch"]["rows_per_s"]
+        out[f"{name}_rows_per_s_pct_of_in_process"] = {"value": pct, "target": "(1 worker)", "met": None}
+    for name in ("json_1000_scaled", "csv_1000_scaled"):
         pct = 100 * server[name]["rows_per_s"] / local["batch"]["rows_per_s"]
         out[f"{name}_rows_per_s_pct_of_in_process"] = {
             "value": pct,
@@ -566,6 +588,8 @@ def markdown(results: dict) -> str:
         "json_1000": "server, 1,000-row JSON",
         "csv_1000": "server, 1,000-row CSV",
         "json_1000_c4": "server, 1,000-row JSON",
+        "json_1000_scaled": f"server ({run['scaled_server_workers']} workers), 1,000-row JSON",
+        "csv_1000_scaled": f"server ({run['scaled_server_workers']} workers), 1,000-row CSV",
     }
     rows = [(labels[name], server[name]) for name in labels]
     if "single_c16" in mlflow:
@@ -579,14 +603,21 @@ def markdown(results: dict) -> str:
     lines += ["", "| ratio | value | target | met |", "| --- | ---: | --- | --- |"]
     names = {
         "server_p50_minus_in_process_p50_ms": "server p50 - in-process p50 (ms), 1 instance",
-        "json_1000_rows_per_s_pct_of_in_process": "1,000-row JSON rows/s, % of in-process",
-        "csv_1000_rows_per_s_pct_of_in_process": "1,000-row CSV rows/s, % of in-process",
+        "json_1000_rows_per_s_pct_of_in_process": "1,000-row JSON rows/s, % of in-process, 1 worker",
+        "csv_1000_rows_per_s_pct_of_in_process": "1,000-row CSV rows/s, % of in-process, 1 worker",
+        "json_1000_scaled_rows_per_s_pct_of_in_process": (
+            "1,000-row JSON rows/s, % of in-process, one worker per core"
+        ),
+        "csv_1000_scaled_rows_per_s_pct_of_in_process": (
+            "1,000-row CSV rows/s, % of in-process, one worker per core"
+        ),
         "c16_requests_per_s_vs_mlflow": "requests/s at concurrency 16 vs mlflow (x)",
     }
     for key, label in names.items():
         r = results["ratios"].get(key)
         if r:
-            lines.append(f"| {label} | {r['value']:.2f} | {r['target']} | {'yes' if r['met'] else 'NO'} |")
+            met = "-" if r["met"] is None else ("yes" if r["met"] else "NO")
+            lines.append(f"| {label} | {r['value']:.2f} | {r['target']} | {met} |")
     if "skipped" in mlflow:
         lines.append(f"| requests/s at concurrency 16 vs mlflow | skipped: {mlflow['skipped']} | >= 5 | |")
     checks = results["checks"]
@@ -611,6 +642,10 @@ def markdown(results: dict) -> str:
         "(`SAGEMAKER_MODEL_SERVER_WORKERS`) instead.",
         "- 1,000-row JSON at concurrency 4 is shown for information: one worker is one Python "
         "process, so concurrent large requests queue behind the GIL rather than run in parallel.",
+        "- The 1,000-row targets compare the server as deployed (one worker per core, the default "
+        "of `SAGEMAKER_MODEL_SERVER_WORKERS`, one request in flight per worker) with in-process "
+        "predict_proba, which also uses every core; with one worker the server parses, checks and "
+        "encodes on the one core its model uses, shown above for information.",
         "- Every number is the median over the rounds; `bench/results/serving.json` has each round.",
         "",
     ]

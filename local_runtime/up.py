@@ -215,6 +215,8 @@ def up(config: LocalConfig) -> None:
                     HOST,
                     "--port",
                     str(port),
+                    "--workers",
+                    "1",  # one process per model locally: simple to watch and to stop
                 ],
             )
             stack.callback(stop_process, proc)

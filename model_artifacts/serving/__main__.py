@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", help="folder holding model.joblib (SM_MODEL_DIR)")
     parser.add_argument("--host", help="address to bind (INFERLINE_SERVING_HOST; 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (SAGEMAKER_BIND_TO_PORT; 8080)")
-    parser.add_argument("--workers", type=int, help="worker processes (SAGEMAKER_MODEL_SERVER_WORKERS; 1)")
+    parser.add_argument("--workers", type=int, help="processes (SAGEMAKER_MODEL_SERVER_WORKERS; 1 per vCPU)")
     parser.add_argument("--max-instances", type=int, help="instances per request (10000)")
     parser.add_argument("--max-body-bytes", type=int, help="request body bytes (6 MiB)")
     parser.add_argument("--max-batch-rows", type=int, help="rows per micro-batch (1024)")

@@ -43,7 +43,8 @@ class ServingSettings(BaseModel):
     # Loopback unless told otherwise: the container image sets 0.0.0.0.
     host: str = "127.0.0.1"
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
-    workers: int = Field(default=1, ge=1, le=64)
+    # One worker process per vCPU unless told otherwise, as SageMaker's own serving toolkits do.
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     # Per request: more instances, or a larger body, is a 413.
     max_instances: int = Field(default=10_000, ge=1)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1)

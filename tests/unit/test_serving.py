@@ -113,7 +113,7 @@ def server(model_dir):
     port = free_port()
     command = [
         sys.executable, "-m", "model_artifacts.serving", "--model-dir", str(model_dir),
-        "--host", "127.0.0.1", "--port", str(port),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         "--max-instances", str(MAX_INSTANCES), "--max-body-bytes", str(MAX_BODY_BYTES),
     ]  # fmt: skip
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
@@ -655,6 +655,7 @@ def test_settings_come_from_sagemakers_environment_then_flags():
         "127.0.0.1",
     )
     assert ServingSettings.from_env({}).port == 8080
+    assert ServingSettings.from_env({}).workers == (os.cpu_count() or 1)  # one per vCPU
     assert str(ServingSettings.from_env({}).model_dir) == "/opt/ml/model"
     with pytest.raises(SettingsError, match="SAGEMAKER_MODEL_SERVER_WORKERS"):
         ServingSettings.from_env({"SAGEMAKER_MODEL_SERVER_WORKERS": "many"})
