@@ -399,8 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     # predict_proba uses every core too (OpenMP), so both sides have the whole machine.
     cores = os.cpu_count() or 1
     scaled_phases = {
-        "json_1000_scaled": (phases["json_1000"][0], cores, BATCH_ROWS),
-        "csv_1000_scaled": (phases["csv_1000"][0], cores, BATCH_ROWS),
+        "json_1000_scaled": (phases["json_1000"][0], 2 * cores, BATCH_ROWS),
+        "csv_1000_scaled": (phases["csv_1000"][0], 2 * cores, BATCH_ROWS),
     }
     results["run"]["scaled_server_workers"] = cores
     port = free_port()

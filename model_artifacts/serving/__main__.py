@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 
+from model_artifacts.serving.processes import serve, serve_workers
 from model_artifacts.serving.settings import ServingSettings, SettingsError
 
 
@@ -48,20 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     # Worker processes build their app from the environment: hand them these settings.
     settings.export(os.environ)
 
-    import uvicorn
-
-    uvicorn.run(
-        "model_artifacts.serving.app:app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        # uvloop and httptools (uvicorn[standard]) wherever they are installed
-        loop="auto",
-        http="auto",
-        access_log=args.access_log,
-        log_level="info",
-    )
+    if settings.workers == 1:
+        serve(settings, args.access_log)
+    else:
+        serve_workers(settings, args.access_log)
     return 0
 
 

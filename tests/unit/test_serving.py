@@ -729,3 +729,39 @@ def test_container_requirements_are_the_locked_versions():
         assert needed in pinned, f"{needed} is missing from the container requirements"
     for not_needed in ("moto", "boto3", "aws-cdk-lib"):
         assert not_needed not in pinned
+
+
+def test_several_workers_each_serve_and_stop_together(model_dir, bundle, spec):
+    """--workers N: N processes on SO_REUSEPORT sockets; SIGTERM stops every one of them."""
+    records = make_records(spec, 16, seed=5)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "model_artifacts.serving", "--model-dir", str(model_dir),
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "no worker became ready"
+            time.sleep(0.1)
+        workers = subprocess.run(["pgrep", "-f", "multiprocessing.spawn", "-P", str(proc.pid)],
+                                 capture_output=True, text=True).stdout.split()
+        assert len(workers) == 2
+        with ThreadPoolExecutor(8) as pool:  # fresh connections: the kernel spreads them
+            replies = list(pool.map(lambda r: httpx.post(f"{url}/invocations", json={"instances": [r]},
+                                                         timeout=30), records[:16]))
+        assert [r.status_code for r in replies] == [200] * 16
+        got = [r.json()["scores"][0] for r in replies]
+        assert np.allclose(got, positive_scores(bundle, records[:16]), atol=1e-9)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "a worker outlived the server"
