@@ -77,17 +77,24 @@ def preprocess(
             "model": spec.name,
             "received_at": datetime.fromtimestamp(started, UTC).isoformat(),
             "prediction_ids": [str(uuid.uuid4()) for _ in instances],
-            "requests": [redact(spec, i) for i in instances],
+            "requests": redact(spec, instances),
             "features": records,
             "entity_known": known,
         },
     }
 
 
-def redact(spec: ModelSpec, instance: dict[str, Any]) -> dict[str, Any]:
-    """The instance with every PII field erased (present ones only: absent stays absent)."""
-    present = [f for f in spec.pii_fields if f in instance]
-    return _masking.erase(dict(instance), fields=present) if present else dict(instance)
+def redact(spec: ModelSpec, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of the instances with every PII field erased (absent fields stay absent).
+
+    One erase call for the whole request: Powertools parses each field path once per call,
+    which per instance would cost more than the rest of preprocess.
+    """
+    copies = [dict(i) for i in instances]
+    if not spec.pii_fields:
+        return copies
+    fields = [f"instances[*].{name}" for name in spec.pii_fields]
+    return _masking.erase({"instances": copies}, fields=fields)["instances"]
 
 
 def invalid(reply: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ INSTANCE = {
     "discount_pct": 5,
     "email": EMAIL,
 }
+NO_EMAIL = {k: v for k, v in INSTANCE.items() if k != "email"}
 HEADER = "user_id,purchases_30d,avg_order_value,days_since_last_visit,tenure_days\n"
 
 
@@ -61,7 +62,7 @@ def run_online(handlers, instances, scores, version="7"):
 def test_preprocess_enriches_redacts_and_mints_ids(handlers):
     preprocess = handlers[0]
     state = preprocess(
-        predict_event([INSTANCE, INSTANCE | {"user_id": "stranger"}]), context_for("preprocess")
+        predict_event([INSTANCE, INSTANCE | {"user_id": "stranger"}, NO_EMAIL]), context_for("preprocess")
     )
     assert state["valid"] is True
     sent = json.loads(state["endpoint_body"])["instances"]
@@ -69,9 +70,10 @@ def test_preprocess_enriches_redacts_and_mints_ids(handlers):
     assert sent[0]["purchases_30d"] == 4 and sent[0]["avg_order_value"] == 55.0
     assert sent[1]["purchases_30d"] == 0 and sent[1]["days_since_last_visit"] == 365  # defaults
     context = state["context"]
-    assert context["entity_known"] == [True, False]
-    assert len(set(context["prediction_ids"])) == 2
-    assert context["requests"][0]["email"] == "*****"
+    assert context["entity_known"] == [True, False, True]
+    assert len(set(context["prediction_ids"])) == 3
+    assert [r.get("email") for r in context["requests"]] == ["*****", "*****", None]
+    assert context["requests"][0]["price"] == 10.5 and "email" not in context["requests"][2]
     assert EMAIL not in json.dumps(state), "PII must not travel past preprocess"
     assert "body" not in state
 
@@ -94,9 +96,7 @@ def test_preprocess_refuses_bad_requests_with_every_problem(handlers):
 
 def test_preprocess_unknown_model_is_404_and_huge_body_is_413(handlers):
     preprocess = handlers[0]
-    reply = preprocess(predict_event([INSTANCE], model="nope"), context_for("preprocess"))[
-        "response"
-    ]
+    reply = preprocess(predict_event([INSTANCE], model="nope"), context_for("preprocess"))["response"]
     assert reply["statusCode"] == 404
     assert json.loads(reply["body"])["models"] == ["purchase-propensity"]
     huge = api_gateway_event("POST", "/p", "x" * 70_000, {"model": "purchase-propensity"})
@@ -123,9 +123,7 @@ def test_postprocess_maps_scores_and_writes_the_log_without_pii(handlers, aws):
     assert int(item["expires_at"]) > 0
     keys = [o["Key"] for o in aws.s3.list_objects_v2(Bucket=aws.data_bucket)["Contents"]]
     assert len(keys) == 1 and keys[0].startswith("predictions/model=purchase-propensity/dt=")
-    lines = (
-        aws.s3.get_object(Bucket=aws.data_bucket, Key=keys[0])["Body"].read().decode().splitlines()
-    )
+    lines = aws.s3.get_object(Bucket=aws.data_bucket, Key=keys[0])["Body"].read().decode().splitlines()
     assert [json.loads(line)["prediction_id"] for line in lines] == ids
     assert EMAIL not in "".join(lines) and EMAIL not in json.dumps(item, default=str)
 
@@ -133,9 +131,7 @@ def test_postprocess_maps_scores_and_writes_the_log_without_pii(handlers, aws):
 def test_postprocess_refuses_an_answer_that_does_not_fit(handlers, aws):
     preprocess, postprocess, _ = handlers
     state = preprocess(predict_event([INSTANCE]), context_for("preprocess"))
-    state["endpoint"] = {
-        "Body": json.dumps({"model_version": "7", "classes": [0, 1], "scores": [0.1, 0.2]})
-    }
+    state["endpoint"] = {"Body": json.dumps({"model_version": "7", "classes": [0, 1], "scores": [0.1, 0.2]})}
     reply = postprocess(state, context_for("postprocess"))["response"]
     assert reply["statusCode"] == 502
     assert "2 scores for 1 instances" in json.loads(reply["body"])["message"]
@@ -172,14 +168,10 @@ def test_feedback_joins_by_prediction_id_and_is_idempotent(handlers, aws):
     again = json.loads(feedback(feedback_event(items[:2]), context_for("feedback"))["body"])
     assert [r["status"] for r in again["results"]] == ["unchanged", "unchanged"]
     corrected = json.loads(
-        feedback(feedback_event([{"prediction_id": ids[1], "actual": 1}]), context_for("feedback"))[
-            "body"
-        ]
+        feedback(feedback_event([{"prediction_id": ids[1], "actual": 1}]), context_for("feedback"))["body"]
     )
     assert corrected["results"][0]["status"] == "updated"
-    assert (
-        len(aws.s3.list_objects_v2(Bucket=aws.data_bucket, Prefix="ground-truth/")["Contents"]) == 2
-    )
+    assert len(aws.s3.list_objects_v2(Bucket=aws.data_bucket, Prefix="ground-truth/")["Contents"]) == 2
 
 
 @pytest.mark.parametrize(
