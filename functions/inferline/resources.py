@@ -23,7 +23,13 @@ TABLES: dict[str, TableDef] = {
     "features": TableDef(partition_key="pk"),
     # one item per prediction; ground truth is written onto the same item by feedback
     "predictions": TableDef(partition_key="prediction_id", ttl_attribute="expires_at"),
+    # one item per batch job: status, chunk and row counts, updated atomically by workers
+    "jobs": TableDef(partition_key="job_id", ttl_attribute="expires_at"),
 }
+
+# SQS queues, each with a dead-letter queue: S3 upload events for the batch splitter, and
+# chunk messages for the batch workers.
+QUEUES: tuple[str, ...] = ("batch-uploads", "batch-chunks")
 
 # data: prediction logs, ground truth, uploads, results, datasets; artifacts: model versions
 BUCKETS: tuple[str, ...] = ("data", "artifacts")
@@ -34,6 +40,9 @@ ENV_VARS: dict[str, str] = {
     "predictions": "PREDICTIONS_TABLE",
     "data": "DATA_BUCKET",
     "artifacts": "ARTIFACTS_BUCKET",
+    "jobs": "JOBS_TABLE",
+    "batch-uploads": "UPLOADS_QUEUE_URL",
+    "batch-chunks": "CHUNKS_QUEUE_URL",
 }
 
 DEFAULT_PREFIX = "inferline"
@@ -46,6 +55,10 @@ def table_name(prefix: str, table: str) -> str:
 def bucket_name(prefix: str, bucket: str, account: str | None = None) -> str:
     """Bucket names are global in AWS: deployed stacks add the account; local ones need not."""
     return f"{prefix}-{bucket}-{account}" if account else f"{prefix}-{bucket}"
+
+
+def queue_name(prefix: str, queue: str, dead_letter: bool = False) -> str:
+    return f"{prefix}-{queue}{'-dlq' if dead_letter else ''}"
 
 
 def endpoint_name(prefix: str, model: str) -> str:
@@ -66,6 +79,24 @@ def local_environment(prefix: str = DEFAULT_PREFIX) -> dict[str, str]:
 def prediction_log_key(model: str, at: datetime, request_id: str) -> str:
     """One JSON Lines object per request: one line per prediction."""
     return f"predictions/model={model}/dt={at:%Y-%m-%d}/{request_id}.jsonl"
+
+
+UPLOADS_PREFIX = "uploads/"
+
+
+def upload_key(model: str, job_id: str) -> str:
+    """Where a batch job's CSV is uploaded; any other name under uploads/<model>/ starts a job too."""
+    return f"{UPLOADS_PREFIX}{model}/{job_id}.csv"
+
+
+def batch_part_key(model: str, job_id: str, chunk: int, kind: str) -> str:
+    """A chunk's partial output (kind: results or errors), rewritten whole on a retry."""
+    return f"batch/{model}/{job_id}/parts/{chunk:06d}.{kind}.csv"
+
+
+def batch_output_key(model: str, job_id: str, kind: str) -> str:
+    """The assembled results.csv / errors.csv the job's email links to."""
+    return f"results/{model}/{job_id}/{kind}.csv"
 
 
 def ground_truth_key(model: str, predicted_at: datetime, prediction_id: str) -> str:
