@@ -91,9 +91,11 @@ def redact(spec: ModelSpec, instances: list[dict[str, Any]]) -> list[dict[str, A
     which per instance would cost more than the rest of preprocess.
     """
     copies = [dict(i) for i in instances]
-    if not spec.pii_fields:
+    # erase refuses a path that matches nothing: name only fields some instance has
+    present = [name for name in spec.pii_fields if any(name in i for i in copies)]
+    if not present:
         return copies
-    fields = [f"instances[*].{name}" for name in spec.pii_fields]
+    fields = [f"instances[*].{name}" for name in present]
     return _masking.erase({"instances": copies}, fields=fields)["instances"]
 
 

@@ -32,7 +32,7 @@ GOOD = {
 
 
 def test_predict_returns_one_answer_per_instance(target):
-    instances = [GOOD, GOOD | {"user_id": "never-seen", "price": 500.0, "device": "desktop"}]
+    instances = [GOOD, {k: v for k, v in GOOD.items() if k != "email"} | {"user_id": "never-seen"}]
     with target.client() as api:
         reply = api.post(PREDICT, json={"instances": instances})
     assert reply.status_code == 200, reply.text
@@ -45,6 +45,14 @@ def test_predict_returns_one_answer_per_instance(target):
         assert 0.0 <= p["score"] <= 1.0
         assert p["label"] == ("purchase" if p["score"] >= 0.5 else "no_purchase")
     assert body["predictions"][0]["prediction_id"] != body["predictions"][1]["prediction_id"]
+
+
+def test_optional_fields_may_be_left_out(target):
+    without_email = {k: v for k, v in GOOD.items() if k != "email"}
+    with target.client() as api:
+        reply = api.post(PREDICT, json={"instances": [without_email]})
+    assert reply.status_code == 200, reply.text
+    assert len(reply.json()["predictions"]) == 1
 
 
 def test_a_bad_request_lists_every_field_problem(target):

@@ -78,6 +78,12 @@ def test_preprocess_enriches_redacts_and_mints_ids(handlers):
     assert "body" not in state
 
 
+def test_preprocess_accepts_requests_without_any_pii_field(handlers):
+    state = handlers[0](predict_event([NO_EMAIL, NO_EMAIL]), context_for("preprocess"))
+    assert state["valid"] is True
+    assert state["context"]["requests"] == [NO_EMAIL, NO_EMAIL]
+
+
 def test_preprocess_refuses_bad_requests_with_every_problem(handlers):
     preprocess = handlers[0]
     state = preprocess(
