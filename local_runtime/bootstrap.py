@@ -3,9 +3,19 @@ definitions (inferline.resources). Idempotent: an existing resource is left as i
 
 from __future__ import annotations
 
+import json
+
 from botocore.exceptions import ClientError
 
-from inferline.resources import BUCKETS, TABLES, bucket_name, table_name
+from inferline.resources import (
+    BUCKETS,
+    QUEUES,
+    TABLES,
+    UPLOADS_PREFIX,
+    bucket_name,
+    queue_name,
+    table_name,
+)
 
 
 def bootstrap(prefix: str, dynamodb, s3) -> dict[str, list[str]]:
@@ -55,3 +65,53 @@ def bootstrap(prefix: str, dynamodb, s3) -> dict[str, list[str]]:
         )
         created["buckets"].append(name)
     return created
+
+
+# Locally a failed message comes back after a few seconds (AWS: 6x the function timeout), so
+# a poison message reaches its dead-letter queue in well under a minute.
+LOCAL_VISIBILITY_TIMEOUT_S = 5
+MAX_RECEIVE_COUNT = 3
+
+
+def bootstrap_batch(prefix: str, sqs, s3, ses, sender: str) -> dict[str, dict[str, str]]:
+    """The batch path's queues (each with a dead-letter queue), the data bucket's upload
+    notifications to the uploads queue, and the verified sender identity; returns each
+    queue's {"url", "arn", "dlq_url", "dlq_arn"} by name."""
+    queues: dict[str, dict[str, str]] = {}
+    for queue in QUEUES:
+        dlq_url = sqs.create_queue(QueueName=queue_name(prefix, queue, dead_letter=True))["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        url = sqs.create_queue(
+            QueueName=queue_name(prefix, queue),
+            Attributes={
+                "VisibilityTimeout": str(LOCAL_VISIBILITY_TIMEOUT_S),
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
+                ),
+            },
+        )["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        queues[queue] = {"url": url, "arn": arn, "dlq_url": dlq_url, "dlq_arn": dlq_arn}
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket_name(prefix, "data"),
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": queues["batch-uploads"]["arn"],
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {
+                        "Key": {
+                            "FilterRules": [
+                                {"Name": "prefix", "Value": UPLOADS_PREFIX},
+                                {"Name": "suffix", "Value": ".csv"},
+                            ]
+                        }
+                    },
+                }
+            ]
+        },
+    )
+    ses.verify_email_identity(EmailAddress=sender)
+    return queues
