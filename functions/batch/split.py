@@ -1,0 +1,252 @@
+"""The splitter: an uploaded CSV becomes a job with one message per chunk of rows.
+
+The object is streamed once (constant memory): the header is checked against the spec
+(every problem listed), then the CSV-aware scanner finds record boundaries and the file is
+cut into byte ranges of whole records. A wrong, empty or header-only file fails the job at
+once with an email saying why. A redelivered upload event finds the job already past
+splitting and does nothing (or, when a split crashed before its messages went out, sends
+the same messages again: chunk processing is idempotent).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools import Logger
+
+from batch.notify import fail_job
+from batch.services import Services
+from inferline import jobs
+from inferline.csv_rows import RowScanner, header_problems, parse_header
+from inferline.resources import UPLOADS_PREFIX
+from inferline.spec import UnknownModel
+
+logger = Logger(child=True)
+
+READ_BLOCK = 1024 * 1024
+# A record this long is almost always a quote left open: everything after it would be one
+# "row". Refusing the file says so, instead of handing a worker a gigabyte-long row.
+MAX_RECORD_BYTES = 1024 * 1024
+SQS_BATCH = 10
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    start: int  # first byte of the chunk's first record
+    end: int  # one past the last byte of its last record
+    first_row: int  # row number of its first record (the header is row 1)
+    rows: int  # records in it, blank lines included
+
+
+class BadFile(ValueError):
+    """The file cannot be processed at all; the message is the reason the user reads."""
+
+
+def upload_events(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """(bucket, key) of each object-created record in an S3 event notification; the
+    s3:TestEvent S3 sends when notifications are configured holds none."""
+    found = []
+    for record in body.get("Records") or []:
+        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+            continue
+        s3 = record["s3"]
+        found.append((s3["bucket"]["name"], unquote_plus(s3["object"]["key"])))
+    return found
+
+
+def model_and_name(key: str) -> tuple[str, str]:
+    """uploads/<model>/<name>.csv -> (model, name stem); ValueError for any other key."""
+    if not key.startswith(UPLOADS_PREFIX):
+        raise ValueError(f"not an upload key: {key}")
+    parts = key[len(UPLOADS_PREFIX) :].split("/")
+    if len(parts) < 2 or not parts[0] or not parts[-1]:
+        raise ValueError(f"an upload key is uploads/<model>/<name>.csv, got {key}")
+    name = parts[-1]
+    return parts[0], name[: -len(".csv")] if name.lower().endswith(".csv") else name
+
+
+def split_upload(services: Services, key: str) -> dict[str, Any]:
+    """Split one uploaded object into chunk messages; returns what was done (for logs/tests)."""
+    model, stem = model_and_name(key)
+    head = services.s3.head_object(Bucket=services.bucket, Key=key)  # missing: retried, DLQ
+    job = _job_for_upload(services, key, model, stem, head)
+    job_id = job["job_id"]
+    if job["status"] in jobs.FINAL or (job["status"] == jobs.RUNNING and jobs.is_complete(job)):
+        logger.info("upload already processed", job_id=job_id, status=job["status"])
+        return {"job_id": job_id, "action": "skipped", "status": job["status"]}
+    if job.get("model") != model:
+        reason = f"the file was uploaded under model '{model}' but job {job_id} is for '{job.get('model')}'"
+        fail_job(services, job_id, reason)
+        return {"job_id": job_id, "action": "failed", "reason": reason}
+    if not job.get("email"):
+        reason = "no email address: give one when creating the job or as x-amz-meta-email"
+        jobs.mark_failed(services.jobs, job_id, reason)
+        logger.warning("job failed with nobody to tell", job_id=job_id, reason=reason)
+        return {"job_id": job_id, "action": "failed", "reason": reason}
+    if job["status"] != jobs.RUNNING and not jobs.start_splitting(services.jobs, job_id, key):
+        job = jobs.get_job(services.jobs, job_id) or job
+        if job["status"] != jobs.RUNNING:
+            return {"job_id": job_id, "action": "skipped", "status": job["status"]}
+
+    try:
+        spec = services.load_spec(model)
+        columns, chunks = plan_chunks(
+            services.s3.get_object(Bucket=services.bucket, Key=key)["Body"],
+            spec,
+            services.chunk_max_rows,
+            services.chunk_max_bytes,
+        )
+    except UnknownModel:
+        return _refuse(services, job_id, f"there is no model named '{model}'")
+    except BadFile as exc:
+        return _refuse(services, job_id, f"{key.rsplit('/', 1)[-1]}: {exc}")
+
+    if job["status"] != jobs.RUNNING and not jobs.start_running(services.jobs, job_id, len(chunks), columns):
+        job = jobs.get_job(services.jobs, job_id) or job
+        if job["status"] != jobs.RUNNING:
+            return {"job_id": job_id, "action": "skipped", "status": job["status"]}
+    messages = [chunk_message(job_id, model, key, columns, c) for c in chunks]
+    send_chunk_messages(services.sqs, services.chunks_queue_url, messages)
+    logger.info(
+        "upload split", job_id=job_id, model=model, chunks=len(chunks), bytes=head.get("ContentLength")
+    )
+    return {"job_id": job_id, "action": "split", "chunks": len(chunks)}
+
+
+def _job_for_upload(services: Services, key: str, model: str, stem: str, head: dict) -> dict:
+    """The API's job named by the file, or the job this object version started."""
+    job = jobs.get_job(services.jobs, stem)
+    if job is not None:
+        return job
+    job_id = jobs.upload_job_id(key, head.get("ETag", ""))
+    job = jobs.get_job(services.jobs, job_id)
+    if job is not None:
+        return job
+    email = (head.get("Metadata") or {}).get("email")
+    try:
+        return jobs.create_job(services.jobs, model, email, job_id, source_key=key, status=jobs.SPLITTING)
+    except FileExistsError:  # a concurrent delivery of the same event made it first
+        return jobs.get_job(services.jobs, job_id)
+
+
+def _refuse(services: Services, job_id: str, reason: str) -> dict[str, Any]:
+    fail_job(services, job_id, reason)
+    return {"job_id": job_id, "action": "failed", "reason": reason}
+
+
+def plan_chunks(body, spec, max_rows: int, max_bytes: int) -> tuple[list[str], list[Chunk]]:
+    """Stream the file once: its checked header and its chunks; BadFile says what is wrong."""
+    records = _records(_blocks(body))
+    try:
+        _, header_end, header_raw = next(records)
+    except StopIteration:
+        raise BadFile("the file is empty") from None
+    try:
+        columns = parse_header(header_raw)
+    except ValueError as exc:
+        raise BadFile(str(exc)) from None
+    if not columns:
+        if all(not raw.strip() for _, _, raw in records):
+            raise BadFile("the file is empty")
+        raise BadFile("the first line is empty: the file needs a header row naming the columns")
+    problems = header_problems(spec, columns)
+    if problems:
+        expected = ", ".join(
+            f"{n}{'' if f.required else ' (optional)'}" for n, f in spec.request.fields.items()
+        )
+        raise BadFile(
+            "the header does not match the model's fields:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + f"\nExpected columns: {expected}"
+        )
+
+    chunks: list[Chunk] = []
+    row, data_rows = 1, 0
+    start = end = header_end
+    first_row, rows = 2, 0
+    for begin, stop, raw in records:
+        row += 1
+        if stop - begin > MAX_RECORD_BYTES:
+            raise BadFile(f"row {row} is longer than {MAX_RECORD_BYTES} bytes: is a quote left open?")
+        if raw.strip():
+            data_rows += 1
+        if rows and (rows >= max_rows or stop - start > max_bytes):
+            chunks.append(Chunk(len(chunks), start, end, first_row, rows))
+            start, first_row, rows = begin, row, 0
+        rows += 1
+        end = stop
+    if rows:
+        chunks.append(Chunk(len(chunks), start, end, first_row, rows))
+    if data_rows == 0:
+        raise BadFile("the file has a header but no rows")
+    return columns, chunks
+
+
+def _blocks(body) -> Iterator[bytes]:
+    while block := body.read(READ_BLOCK):
+        yield block
+
+
+def _records(blocks: Iterator[bytes]) -> Iterator[tuple[int, int, bytes]]:
+    """(start, end, bytes) of each record. Only the header and short records are kept whole
+    (the blank-line check needs them); a longer record stands in as b"x" so memory stays flat."""
+    scanner = RowScanner()
+    pending = bytearray()  # bytes of the record being read, kept only while small
+    keep = True  # still small enough to keep
+    begin = 0
+    first = True
+    for block in blocks:
+        ends = scanner.feed(block)
+        base = scanner.offset - len(block)
+        cursor = 0
+        for end in ends:
+            piece = block[cursor : end - base]
+            if keep:
+                pending += piece
+            raw = bytes(pending) if keep else b"x"
+            yield begin, end, raw
+            first = False
+            begin, cursor = end, end - base
+            pending.clear()
+            keep = True
+        if keep:
+            pending += block[cursor:]
+            if not first and len(pending) > 256:
+                keep = False
+                pending.clear()
+            elif first and len(pending) > MAX_RECORD_BYTES:
+                raise BadFile(f"the header is longer than {MAX_RECORD_BYTES} bytes")
+    if scanner.offset > begin:
+        yield begin, scanner.offset, bytes(pending) if keep else b"x"
+
+
+def chunk_message(job_id: str, model: str, key: str, columns: list[str], chunk: Chunk) -> dict:
+    """The message a chunk worker gets: everything it needs to read and place its rows."""
+    return {
+        "job_id": job_id,
+        "model": model,
+        "key": key,
+        "chunk": chunk.index,
+        "start": chunk.start,
+        "end": chunk.end,
+        "first_row": chunk.first_row,
+        "columns": columns,
+    }
+
+
+def send_chunk_messages(sqs, queue_url: str, messages: list[dict]) -> None:
+    """SendMessageBatch, ten at a time; a message SQS refuses raises (the event is retried)."""
+    for start in range(0, len(messages), SQS_BATCH):
+        entries = [
+            {"Id": str(i), "MessageBody": json.dumps(m, separators=(",", ":"))}
+            for i, m in enumerate(messages[start : start + SQS_BATCH])
+        ]
+        reply = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        if reply.get("Failed"):
+            codes = sorted({f.get("Code", "?") for f in reply["Failed"]})
+            raise RuntimeError(f"SQS refused {len(reply['Failed'])} chunk messages: {codes}")

@@ -1,0 +1,171 @@
+"""CSV files as the batch path reads them: record boundaries in raw bytes, the header checked
+against the spec, and cells coerced to the spec's types before the online validation runs.
+
+The splitter and the chunk workers find record boundaries with the same scanner, so a chunk
+cut by one is read back by the other row for row, even when quoted fields hold commas and
+newlines. The scanner follows the csv module's default dialect: a quote opens a quoted field
+only at the start of a field, `""` inside one is a literal quote, and a record ends at a
+newline outside quotes (CRLF ends with its LF; the CR is stripped with the record).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from inferline.spec import ModelSpec
+
+_QUOTE = ord('"')
+_COMMA = ord(",")
+_NEWLINE = ord("\n")
+BOM = b"\xef\xbb\xbf"
+
+
+class RowScanner:
+    """Offsets where CSV records end, fed the bytes of a file (or a chunk) block by block.
+
+    Constant memory: only the quote state and the last byte of the previous block are kept.
+    """
+
+    def __init__(self, offset: int = 0):
+        self.offset = offset  # absolute offset of the next byte fed
+        self.in_quotes = False
+        self.quote_pending = False  # in quotes, the last byte was a quote: `""` or the close?
+        self.last_byte = _NEWLINE  # the start of a file is the start of a field
+
+    def feed(self, block: bytes) -> list[int]:
+        """Absolute offsets just past each newline that ends a record in this block."""
+        ends: list[int] = []
+        n, i = len(block), 0
+        next_quote = -2  # cached position of the next quote at or after i (-1: none left)
+        while i < n:
+            if self.quote_pending:
+                self.quote_pending = False
+                if block[i] == _QUOTE:  # an escaped quote: still inside the field
+                    i += 1
+                    continue
+                self.in_quotes = False
+            if self.in_quotes:
+                j = block.find(b'"', i)
+                if j < 0:
+                    i = n
+                    break
+                i = j + 1
+                self.quote_pending = True
+                continue
+            if next_quote != -1 and next_quote < i:
+                next_quote = block.find(b'"', i)
+            newline = block.find(b"\n", i)
+            if newline >= 0 and (next_quote < 0 or newline < next_quote):
+                ends.append(self.offset + newline + 1)
+                i = newline + 1
+                continue
+            if next_quote < 0:
+                i = n
+                break
+            before = block[next_quote - 1] if next_quote > 0 else self.last_byte
+            if before in (_COMMA, _NEWLINE):
+                self.in_quotes = True
+            i = next_quote + 1
+        if n:
+            self.last_byte = block[-1]
+        self.offset += n
+        return ends
+
+
+def record_spans(blocks: Iterable[bytes], start: int = 0) -> Iterator[tuple[int, int]]:
+    """(start, end) byte offsets of every record in a stream of blocks, the last record
+    included when it has no final newline."""
+    scanner = RowScanner(start)
+    begin = start
+    for block in blocks:
+        for end in scanner.feed(block):
+            yield begin, end
+            begin = end
+    if scanner.offset > begin:
+        yield begin, scanner.offset
+
+
+def record_text(raw: bytes) -> str:
+    """A record's bytes as text, line ending stripped; UnicodeDecodeError when not UTF-8."""
+    return raw.decode("utf-8").rstrip("\r\n")
+
+
+def shown(raw: bytes) -> str:
+    """A record as it can be shown back to a person, bad bytes as \\x escapes."""
+    return raw.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
+
+
+def parse_record(text: str) -> list[str]:
+    """The fields of one record (csv.Error when it cannot be parsed)."""
+    rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+    if len(rows) != 1:
+        raise csv.Error(f"expected one record, found {len(rows)}")
+    return rows[0]
+
+
+def parse_header(raw: bytes) -> list[str]:
+    """The column names of a header record (BOM and CRLF handled); ValueError when unreadable."""
+    if raw.startswith(BOM):
+        raw = raw[len(BOM) :]
+    try:
+        text = record_text(raw)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"the header is not UTF-8 text (byte {exc.start})") from None
+    try:
+        return [name.strip() for name in parse_record(text)] if text.strip() else []
+    except csv.Error as exc:
+        raise ValueError(f"the header is not a CSV record: {exc}") from None
+
+
+def header_problems(spec: ModelSpec, columns: list[str]) -> list[str]:
+    """Every problem with a header, checked against the spec's request fields (empty: fine)."""
+    fields = spec.request.fields
+    if not columns:
+        return ["the file has no header row"]
+    problems = []
+    seen: set[str] = set()
+    for name in columns:
+        if name == "":
+            problems.append("a column has an empty name")
+        elif name in seen:
+            problems.append(f"column '{name}' appears more than once")
+        elif name not in fields:
+            problems.append(f"unknown column '{name}'")
+        seen.add(name)
+    for name, field in fields.items():
+        if field.required and name not in seen:
+            problems.append(f"missing required column '{name}' ({field.type})")
+    return problems
+
+
+def coerce_row(spec: ModelSpec, row: dict[str, str]) -> dict[str, Any]:
+    """CSV text cells as the values validate_instance checks: numbers parsed, empty is missing.
+
+    Text that does not parse stays text, so validation reports it in the online path's words
+    ("must be a number, got a string").
+    """
+    fields = spec.request.fields
+    values: dict[str, Any] = {}
+    for name, text in row.items():
+        if text == "":
+            continue
+        field = fields.get(name)
+        values[name] = _parse_cell(text, field.type) if field else text
+    return values
+
+
+def _parse_cell(text: str, kind: str) -> Any:
+    stripped = text.strip()
+    try:
+        if kind == "int":
+            return int(stripped) if stripped.lstrip("+-").isdigit() else float(stripped)
+        if kind == "float":
+            return float(stripped)
+    except ValueError:
+        return text
+    if kind == "bool":
+        return {"true": True, "false": False, "1": True, "0": False}.get(stripped.lower(), text)
+    return text
