@@ -19,9 +19,13 @@ CONFIG = Config(
 )
 
 
+# Presigned S3 links in SigV4 everywhere (boto3 still signs SigV2 links in us-east-1).
+S3_CONFIG = CONFIG.merge(Config(signature_version="s3v4"))
+
+
 @cache
 def client(service: str):
-    return boto3.client(service, config=CONFIG)
+    return boto3.client(service, config=S3_CONFIG if service == "s3" else CONFIG)
 
 
 @cache
