@@ -30,7 +30,11 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "invocationsPerInstance": (600, "autoscaling target: invocations per instance per minute"),
     "dataCapturePercent": (20, "share of endpoint requests captured to S3 for monitoring"),
     "modelLatencyAlarmMs": (500, "p99 model latency (ms) that alarms and rolls a deployment back"),
-    "emailSender": ("", "SES sender address for batch result emails (empty: not configured)"),
+    "emailSender": ("", "SES sender address of batch emails (empty: a deploy-time parameter)"),
+    "uploadExpiryDays": (7, "days a batch upload (uploads/) is kept before it expires"),
+    "resultExpiryDays": (30, "days batch results (results/) are kept before they expire"),
+    "resultLinkExpirySeconds": (43_200, "lifetime of the emailed download links (at most 12 h)"),
+    "batchMaxConcurrency": (10, "most batch chunk workers at once (protects the endpoint)"),
     "alarmEmail": ("", "address subscribed to the alarm topic (empty: no subscription)"),
     "logRetentionDays": (30, "retention of every log group the stack creates"),
     "apiRateLimit": (50, "API requests per second, per API key (steady state)"),
@@ -49,6 +53,9 @@ PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,23}$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # SageMaker real-time instance types: ml.<family>.<size>
 INSTANCE_TYPE_PATTERN = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
+# A presigned link signed with a Lambda role's temporary credentials dies with them: never
+# promise more than the longest role session (12 h).
+MAX_LINK_EXPIRY_SECONDS = 43_200
 S3_URL_PATTERN = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+)$")
 
 
@@ -86,6 +93,10 @@ class Config:
     data_capture_percent: int
     model_latency_alarm_ms: int
     email_sender: str | None
+    upload_expiry_days: int
+    result_expiry_days: int
+    result_link_expiry_seconds: int
+    batch_max_concurrency: int
     alarm_email: str | None
     log_retention_days: int
     api_rate_limit: int
@@ -133,6 +144,14 @@ def load_config(context: Mapping[str, Any]) -> Config:
     latency_ms = get("modelLatencyAlarmMs", _as_int, _at_least(1))
     email_sender = get("emailSender", _as_str, _email_or_empty)
     alarm_email = get("alarmEmail", _as_str, _email_or_empty)
+    upload_days = get("uploadExpiryDays", _as_int, _at_least(1))
+    result_days = get("resultExpiryDays", _as_int, _at_least(1))
+    link_seconds = get("resultLinkExpirySeconds", _as_int, lambda v: None if (
+        60 <= v <= MAX_LINK_EXPIRY_SECONDS) else f"60 to {MAX_LINK_EXPIRY_SECONDS}: links are "
+        "signed with the Lambda role's temporary credentials, which last at most 12 hours")
+    # Lambda's SQS scaling: a maximum concurrency of 2 to 1000.
+    concurrency = get("batchMaxConcurrency", _as_int,
+                      lambda v: None if 2 <= v <= 1000 else "2 to 1000 (Lambda's SQS limits)")
     retention = get("logRetentionDays", _as_int, lambda v: None if v in RETENTION_DAYS else
                     f"CloudWatch accepts one of {', '.join(map(str, RETENTION_DAYS))}")
     rate = get("apiRateLimit", _as_int, _at_least(1))
@@ -185,6 +204,10 @@ def load_config(context: Mapping[str, Any]) -> Config:
         data_capture_percent=capture,
         model_latency_alarm_ms=latency_ms,
         email_sender=email_sender or None,
+        upload_expiry_days=upload_days,
+        result_expiry_days=result_days,
+        result_link_expiry_seconds=link_seconds,
+        batch_max_concurrency=concurrency,
         alarm_email=alarm_email or None,
         log_retention_days=retention,
         api_rate_limit=rate,

@@ -1,4 +1,5 @@
-"""The one code asset every inferline Lambda runs: `functions/` plus the served models' specs.
+"""The one code asset every inferline Lambda runs (`functions/` plus the served models' specs),
+and `LambdaFunctions`, which builds every inferline Lambda the same way from it.
 
 Deployed Lambdas have no YAML parser (PyYAML is not in the Powertools layer), so the specs
 are bundled as JSON under `specs/` and found through INFERLINE_SPECS_DIR. Bundling runs in
@@ -8,20 +9,34 @@ this process at synth (CDK local bundling): no Docker, no network.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 import jsii
-from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
+from aws_cdk import (
+    AssetHashType,
+    BundlingOptions,
+    DockerImage,
+    Duration,
+    ILocalBundling,
+    RemovalPolicy,
+)
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
 
 from inferline.spec import load_spec
-from infra.config import REPO_ROOT
+from infra.config import REPO_ROOT, Config
+from infra.nag import acknowledge
 
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 SPECS_FOLDER = "specs"
 # Where the asset lands in the Lambda sandbox.
 SPECS_DIR_IN_LAMBDA = f"/var/task/{SPECS_FOLDER}"
+POWERTOOLS_VERSION = version("aws-lambda-powertools")  # the version pyproject pins
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "tests")
 
 
@@ -58,3 +73,76 @@ def functions_code(models: Sequence[str]) -> lambda_.Code:
             local=_FunctionsBundler(models),
         ),
     )
+
+
+def log_group_with_retention(scope: Construct, construct_id: str, config: Config) -> logs.LogGroup:
+    group = logs.LogGroup(scope, construct_id, removal_policy=RemovalPolicy.DESTROY)
+    group.node.default_child.retention_in_days = config.log_retention_days  # type: ignore[union-attr]
+    return group
+
+
+class LambdaFunctions(Construct):
+    """What every inferline Lambda shares: one code asset, the Powertools layer, and how a
+    function is built (python3.12 on arm64, X-Ray, its own log group, and its own role that
+    may write that log group and nothing else until a caller grants more)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: Config) -> None:
+        super().__init__(scope, construct_id)
+        self.config = config
+        self.code = functions_code(config.models)
+        layer_arn = config.powertools_layer_arn or ssm.StringParameter.value_for_string_parameter(
+            self, f"/aws/service/powertools/python/arm64/python3.12/{POWERTOOLS_VERSION}"
+        )
+        self.layer = lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", layer_arn)
+
+    def function(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        handler: str,
+        memory: int,
+        timeout: Duration,
+        env: Mapping[str, str],
+    ) -> lambda_.Function:
+        """The Lambda "<prefix>-<name>" (Powertools service `name`) in `scope`, with `env` plus
+        INFERLINE_SPECS_DIR and the POWERTOOLS_* settings."""
+        config = self.config
+        log_group = log_group_with_retention(scope, f"{construct_id}Logs", config)
+        role = iam.Role(
+            scope,
+            f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"inferline {name} Lambda",
+        )
+        log_group.grant_write(role)  # instead of the broad AWSLambdaBasicExecutionRole
+        fn = lambda_.Function(
+            scope,
+            construct_id,
+            function_name=f"{config.prefix}-{name}",
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=handler,
+            code=self.code,
+            layers=[self.layer],
+            memory_size=memory,
+            timeout=timeout,
+            role=role,
+            log_group=log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment={
+                **env,
+                "INFERLINE_SPECS_DIR": SPECS_DIR_IN_LAMBDA,
+                "POWERTOOLS_SERVICE_NAME": name,
+                "POWERTOOLS_METRICS_NAMESPACE": config.prefix,
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+            },
+            description=f"inferline {name} (handler {handler})",
+        )
+        acknowledge(fn, "AwsSolutions-L1", "Python 3.12 is the runtime the Powertools layer "
+                    "and the project are pinned and tested on.")
+        acknowledge(role.node.find_child("DefaultPolicy"), "AwsSolutions-IAM5[Resource::*]",
+                    "X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level "
+                    "permissions.")
+        return fn

@@ -1,5 +1,6 @@
-"""Observability: alarms on every part of the online path, an SNS topic they notify, and a
-CloudWatch dashboard that follows a prediction from the API to the endpoint and back.
+"""Observability: alarms on every part of the online and batch paths, an SNS topic they
+notify, and a CloudWatch dashboard that follows a prediction from the API to the endpoint and
+back, and a batch job from its queue to its email.
 
 The endpoint's error and latency alarms are made by Serving (a deployment rolls back on
 them); here they are wired to the topic and shown with the rest.
@@ -16,6 +17,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from infra.batch import JOBS_FAILED_METRIC, MAX_RECEIVE_COUNT, Batch
 from infra.config import Config
 from infra.online_api import OnlineApi
 from infra.serving import Serving
@@ -33,6 +35,7 @@ class Observability(Construct):
         config: Config,
         serving: Serving,
         online_api: OnlineApi,
+        batch: Batch,
     ) -> None:
         super().__init__(scope, construct_id)
         prefix = config.prefix
@@ -106,6 +109,47 @@ class Observability(Construct):
                 ),
                 f"The {model} workflow failed or timed out (the caller got a 500 or 504).",
             )
+
+        for q in batch.queues:
+            dlq = q.dead_letter_queue
+            # The dead-letter Lambda drains its queue within seconds, so the depth alone is
+            # rarely sampled above 0: the messages it received count as well.
+            alarm(
+                f"{q.node.id}DeadLetters",
+                f"batch-{q.node.id.lower()}-dead-letters",
+                cloudwatch.MathExpression(
+                    expression="visible + received",
+                    using_metrics={
+                        "visible": dlq.metric_approximate_number_of_messages_visible(
+                            period=PERIOD, statistic="Maximum"),
+                        "received": dlq.metric_number_of_messages_received(
+                            period=PERIOD, statistic="Sum"),
+                    },
+                    label="messages in the dead-letter queue",
+                    period=PERIOD,
+                ),
+                f"A batch {q.node.id.lower()} message failed {MAX_RECEIVE_COUNT} times and "
+                "was dead-lettered: its job is failed and the user emailed; see the logs.",
+            )
+        for service, fn in batch.functions.items():
+            alarm(f"{fn.node.id}Errors", f"{service}-errors",
+                  fn.metric_errors(period=PERIOD, statistic="Sum"),
+                  f"The {service} Lambda crashed or timed out (its messages are retried, "
+                  "then dead-lettered).")
+        jobs_failed = cloudwatch.MathExpression(
+            expression=" + ".join(f"m{i}" for i in range(len(batch.functions))),
+            using_metrics={
+                f"m{i}": cloudwatch.Metric(namespace=prefix, metric_name=JOBS_FAILED_METRIC,
+                                           dimensions_map={"service": service},
+                                           period=PERIOD, statistic="Sum")
+                for i, service in enumerate(batch.functions)
+            },
+            label="batch jobs failed",
+            period=PERIOD,
+        )
+        alarm("BatchJobsFailed", "batch-jobs-failed", jobs_failed,
+              "A batch job failed (a bad file or a dead-lettered message); the user was "
+              "emailed why, and the job item's failure_reason says it too.")
 
         endpoints = list(serving.endpoints.values())
         for each in [*self.alarms, *(a for e in endpoints for a in e.alarms)]:
@@ -217,4 +261,22 @@ class Observability(Construct):
                       app_metric("postprocess", "BadModelOutputs")],
                 width=24,
             ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Batch queues: messages waiting (dead-letter queues right)",
+                left=[q.queue.metric_approximate_number_of_messages_visible(
+                    period=PERIOD, statistic="Maximum") for q in batch.queues],
+                right=[q.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                    period=PERIOD, statistic="Maximum") for q in batch.queues],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Batch Lambdas: errors (left), duration p99 ms (right)",
+                left=[fn.metric_errors(**five) for fn in batch.functions.values()],
+                right=[fn.metric_duration(period=PERIOD, statistic="p99")
+                       for fn in batch.functions.values()],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(title="Batch jobs failed", left=[jobs_failed], width=8),
         )

@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from importlib.metadata import version
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
-from aws_cdk import aws_ssm as ssm
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
@@ -31,13 +28,12 @@ from constructs import Construct
 from inferline import workflow
 from inferline.resources import ENV_VARS, ground_truth_key, prediction_log_key
 from infra.config import Config
-from infra.lambda_code import SPECS_DIR_IN_LAMBDA, functions_code
+from infra.lambda_code import LambdaFunctions, log_group_with_retention
 from infra.nag import acknowledge, arn_of
 from infra.serving import ModelEndpoint, Serving
 from infra.storage import Storage
 
 STAGE = "prod"
-POWERTOOLS_VERSION = version("aws-lambda-powertools")  # the version pyproject pins
 # Step budget of one prediction, inside API Gateway's 29 s integration limit: the workflow
 # times out first so the caller gets our 504, not a bare gateway timeout.
 WORKFLOW_TIMEOUT = Duration.seconds(25)
@@ -58,29 +54,25 @@ def workflow_name(prefix: str, model: str) -> str:
     return f"{prefix}-online-{model}"
 
 
-def log_group_with_retention(scope: Construct, construct_id: str, config: Config) -> logs.LogGroup:
-    group = logs.LogGroup(scope, construct_id, removal_policy=RemovalPolicy.DESTROY)
-    group.node.default_child.retention_in_days = config.log_retention_days  # type: ignore[union-attr]
-    return group
-
-
 class Functions(Construct):
-    """The three Lambdas: shared code asset, Powertools layer, one least-privilege role each.
+    """The three Lambdas (built by LambdaFunctions), one least-privilege role each.
 
     Sizes: 1024 MB on the synchronous predict path buys ~0.6 vCPU, keeping the cold-start
     import of pydantic and Powertools near a second; feedback is off the hot path at 512 MB.
     """
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: Config, storage: Storage
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: Config,
+        storage: Storage,
+        lambdas: LambdaFunctions,
     ) -> None:
         super().__init__(scope, construct_id)
         self._config = config
-        self._code = functions_code(config.models)
-        layer_arn = config.powertools_layer_arn or ssm.StringParameter.value_for_string_parameter(
-            self, f"/aws/service/powertools/python/arm64/python3.12/{POWERTOOLS_VERSION}"
-        )
-        self._layer = lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", layer_arn)
+        self._lambdas = lambdas
 
         features, predictions = storage.tables["features"], storage.tables["predictions"]
         data = storage.data
@@ -133,46 +125,15 @@ class Functions(Construct):
     def _function(
         self, name: str, *, memory: int, timeout: Duration, env: dict[str, str]
     ) -> lambda_.Function:
-        config = self._config
-        title = name.capitalize()
-        log_group = log_group_with_retention(self, f"{title}Logs", config)
-        role = iam.Role(
+        return self._lambdas.function(
             self,
-            f"{title}Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"inferline {name} Lambda",
-        )
-        log_group.grant_write(role)  # instead of the broad AWSLambdaBasicExecutionRole
-        fn = lambda_.Function(
-            self,
-            title,
-            function_name=f"{config.prefix}-{name}",
-            runtime=lambda_.Runtime.PYTHON_3_12,
-            architecture=lambda_.Architecture.ARM_64,
+            name.capitalize(),
+            name=name,
             handler=f"{name}.handler.handler",
-            code=self._code,
-            layers=[self._layer],
-            memory_size=memory,
+            memory=memory,
             timeout=timeout,
-            role=role,
-            log_group=log_group,
-            tracing=lambda_.Tracing.ACTIVE,
-            environment={
-                **env,
-                "INFERLINE_SPECS_DIR": SPECS_DIR_IN_LAMBDA,
-                "RESOURCE_PREFIX": config.prefix,
-                "POWERTOOLS_SERVICE_NAME": name,
-                "POWERTOOLS_METRICS_NAMESPACE": config.prefix,
-                "POWERTOOLS_LOG_LEVEL": "INFO",
-            },
-            description=f"inferline {name} (handler {name}.handler.handler)",
+            env={**env, "RESOURCE_PREFIX": self._config.prefix},
         )
-        acknowledge(fn, "AwsSolutions-L1", "Python 3.12 is the runtime the Powertools layer "
-                    "and the project are pinned and tested on.")
-        acknowledge(role.node.find_child("DefaultPolicy"), "AwsSolutions-IAM5[Resource::*]",
-                    "X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level "
-                    "permissions.")
-        return fn
 
 
 class OnlineWorkflow(Construct):
@@ -277,9 +238,12 @@ class OnlineApi(Construct):
         config: Config,
         storage: Storage,
         serving: Serving,
+        lambdas: LambdaFunctions,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.functions = Functions(self, "Functions", config=config, storage=storage)
+        self.functions = Functions(
+            self, "Functions", config=config, storage=storage, lambdas=lambdas
+        )
         self.workflows: dict[str, OnlineWorkflow] = {
             model: OnlineWorkflow(
                 self,

@@ -5,7 +5,10 @@ from __future__ import annotations
 from aws_cdk import Aws, CfnOutput, Stack
 from constructs import Construct
 
+from inferline.resources import UPLOADS_PREFIX
+from infra.batch import Batch
 from infra.config import Config
+from infra.lambda_code import LambdaFunctions
 from infra.observability import Observability
 from infra.online_api import OnlineApi
 from infra.serving import Serving
@@ -18,17 +21,25 @@ class InferlineStack(Stack):
             scope,
             construct_id,
             description="inferline: serverless ML serving (API Gateway, Step Functions, "
-            "Lambda, SageMaker, DynamoDB, S3)",
+            "Lambda, SageMaker, DynamoDB, S3, SQS, SES)",
             **kwargs,
         )
         self.config = config
         self.storage = Storage(self, "Storage", config=config)
         self.serving = Serving(self, "Serving", config=config, storage=self.storage)
+        # One code asset and layer for every Lambda, online and batch.
+        lambdas = LambdaFunctions(self, "Lambdas", config=config)
         self.online_api = OnlineApi(
-            self, "OnlineApi", config=config, storage=self.storage, serving=self.serving
+            self, "OnlineApi", config=config, storage=self.storage, serving=self.serving,
+            lambdas=lambdas,
+        )
+        self.batch = Batch(
+            self, "Batch", config=config, storage=self.storage, serving=self.serving,
+            lambdas=lambdas,
         )
         self.observability = Observability(
-            self, "Observability", config=config, serving=self.serving, online_api=self.online_api
+            self, "Observability", config=config, serving=self.serving,
+            online_api=self.online_api, batch=self.batch,
         )
 
         api = self.online_api
@@ -48,6 +59,15 @@ class InferlineStack(Stack):
                       description=f"SageMaker endpoint serving {model}")
         CfnOutput(self, "DataBucket", value=self.storage.data.bucket_name)
         CfnOutput(self, "ArtifactsBucket", value=self.storage.artifacts.bucket_name)
+        CfnOutput(
+            self,
+            "BatchUploadLocation",
+            value=f"s3://{self.storage.data.bucket_name}/{UPLOADS_PREFIX}",
+            description="Put <model>/<name>.csv here, with the address to notify in the "
+            "object's metadata, to start a batch job",
+        )
+        CfnOutput(self, "BatchSender", value=self.batch.sender,
+                  description="SES identity batch emails come from (verify it once)")
         CfnOutput(self, "AlarmTopicArn", value=self.observability.topic.topic_arn)
         CfnOutput(
             self,

@@ -12,7 +12,15 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from inferline.resources import BUCKETS, TABLES, bucket_name, table_name
+from inferline.resources import (
+    BUCKETS,
+    TABLES,
+    UPLOADS_PREFIX,
+    batch_output_key,
+    batch_part_key,
+    bucket_name,
+    table_name,
+)
 from infra.config import Config
 
 # Endpoint data capture (requests and responses as SageMaker saw them) lands here, in the
@@ -22,6 +30,14 @@ DATA_CAPTURE_DAYS = 30
 # Old object versions are kept this long after an overwrite or delete.
 NONCURRENT_VERSION_DAYS = 30
 ACCESS_LOG_DAYS = 90
+# Batch jobs (infra/batch.py), read off the shared key layout: the uploaded CSVs, the
+# chunks' partial outputs (only needed until the job is assembled), and the emailed results.
+BATCH_PARTS_PREFIX = batch_part_key("m", "j", 0, "results").split("/", 1)[0] + "/"
+RESULTS_PREFIX = batch_output_key("m", "j", "results").split("/", 1)[0] + "/"
+BATCH_PARTS_DAYS = 2
+# Batch objects hold users' rows: an expired or overwritten version is gone the next day,
+# not after NONCURRENT_VERSION_DAYS.
+BATCH_NONCURRENT_DAYS = 1
 
 
 class Storage(Construct):
@@ -53,6 +69,21 @@ class Storage(Construct):
                 rules.append(s3.LifecycleRule(
                     prefix=DATA_CAPTURE_PREFIX, expiration=Duration.days(DATA_CAPTURE_DAYS)
                 ))
+                rules += [
+                    s3.LifecycleRule(
+                        id=f"expire-{kind}",
+                        prefix=prefix,
+                        expiration=Duration.days(days),
+                        noncurrent_version_expiration=Duration.days(BATCH_NONCURRENT_DAYS),
+                        # abandoned multipart uploads of large CSVs
+                        abort_incomplete_multipart_upload_after=Duration.days(1),
+                    )
+                    for kind, prefix, days in (
+                        ("uploads", UPLOADS_PREFIX, config.upload_expiry_days),
+                        ("batch-parts", BATCH_PARTS_PREFIX, BATCH_PARTS_DAYS),
+                        ("results", RESULTS_PREFIX, config.result_expiry_days),
+                    )
+                ]
             self.buckets[name] = s3.Bucket(
                 self,
                 name.capitalize(),

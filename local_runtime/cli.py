@@ -102,9 +102,7 @@ def cmd_up(args, config: LocalConfig) -> int:
 def cmd_down(args, config: LocalConfig) -> int:
     from local_runtime import up
 
-    console.print(
-        "inferline stopped" if up.down(config) else "inferline was not running (detached)"
-    )
+    console.print("inferline stopped" if up.down(config) else "inferline was not running (detached)")
     return 0
 
 
@@ -137,9 +135,7 @@ def cmd_predict(args, config: LocalConfig) -> int:
     if args.instance:
         instances = [json.loads(args.instance)]
     else:
-        instances = [
-            json.loads(line) for line in args.file.read_text().splitlines() if line.strip()
-        ]
+        instances = [json.loads(line) for line in args.file.read_text().splitlines() if line.strip()]
     with _api(config) as api:
         return _show(api.post(f"/v1/models/{args.model}/predict", json={"instances": instances}))
 

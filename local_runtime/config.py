@@ -7,6 +7,7 @@
   INFERLINE_API_KEY       the key clients send in x-api-key              default local-dev-key
   INFERLINE_PREFIX        resource name prefix                           default inferline
   INFERLINE_DEMO_ROWS     rows of demo data the first model is trained on default 20000
+  INFERLINE_EMAIL_SENDER  the batch emails' sender (an SES identity)      default batch@inferline.local
 Everything binds to 127.0.0.1 only.
 """
 
@@ -39,13 +40,12 @@ class LocalConfig:
     api_port: int = field(default_factory=lambda: _int("INFERLINE_API_PORT", 3000))
     serving_port: int = field(default_factory=lambda: _int("INFERLINE_SERVING_PORT", 8080))
     aws_port: int = field(default_factory=lambda: _int("INFERLINE_AWS_PORT", 5000))
-    api_key: str = field(
-        default_factory=lambda: os.environ.get("INFERLINE_API_KEY") or "local-dev-key"
-    )
-    prefix: str = field(
-        default_factory=lambda: os.environ.get("INFERLINE_PREFIX") or DEFAULT_PREFIX
-    )
+    api_key: str = field(default_factory=lambda: os.environ.get("INFERLINE_API_KEY") or "local-dev-key")
+    prefix: str = field(default_factory=lambda: os.environ.get("INFERLINE_PREFIX") or DEFAULT_PREFIX)
     demo_rows: int = field(default_factory=lambda: _int("INFERLINE_DEMO_ROWS", 20000))
+    email_sender: str = field(
+        default_factory=lambda: os.environ.get("INFERLINE_EMAIL_SENDER") or "batch@inferline.local"
+    )
 
     @property
     def api_url(self) -> str:

@@ -107,12 +107,8 @@ def run_demo(config: LocalConfig, model: str = "purchase-propensity") -> None:
     s3 = local_client(config, "s3")
     bucket = bucket_name(config.prefix, "data")
     for prefix in ("predictions/", "ground-truth/"):
-        keys = [
-            o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
-        ]
-        console.print(
-            f"s3://{bucket}/{prefix}: {len(keys)} object(s), latest {keys[-1] if keys else '-'}"
-        )
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+        console.print(f"s3://{bucket}/{prefix}: {len(keys)} object(s), latest {keys[-1] if keys else '-'}")
     item = (
         local_resource(config, "dynamodb")
         .Table(table_name(config.prefix, "predictions"))

@@ -3,6 +3,8 @@
 Routes (as the deployed REST API):
   POST /v1/models/{model}/predict   -> the online workflow (preprocess, endpoint, postprocess)
   POST /v1/feedback                 -> the feedback handler
+  POST /v1/models/{model}/batch-jobs -> the batch submit handler (a presigned upload URL)
+  GET  /v1/batch-jobs/{job_id}       -> the batch status handler
 Every route requires the API key in `x-api-key`: missing is 401, wrong is 403. Bodies over
 the size limit are refused with 413 before any handler runs.
 """
@@ -93,13 +95,12 @@ def error(status: int, code: str, message: str) -> JSONResponse:
 def create_app(config: LocalConfig, serving_urls: dict[str, str]) -> Starlette:
     """The gateway app; the handlers are imported here, after the Lambda environment is set."""
     os.environ.update(config.lambda_environment())
+    from batch import api_handler as batch_api
     from feedback.handler import handler as feedback_handler
     from postprocess.handler import handler as postprocess_handler
     from preprocess.handler import handler as preprocess_handler
 
-    workflow = LocalOnlineWorkflow(
-        config.prefix, serving_urls, preprocess_handler, postprocess_handler
-    )
+    workflow = LocalOnlineWorkflow(config.prefix, serving_urls, preprocess_handler, postprocess_handler)
 
     async def read_checked(request: Request) -> bytes | Response:
         key = request.headers.get("x-api-key")
@@ -138,6 +139,20 @@ def create_app(config: LocalConfig, serving_urls: dict[str, str]) -> Starlette:
         event = event_from(request, body, None)
         return to_http(await run_in_threadpool(feedback_handler, event, context_for("feedback")))
 
+    async def submit_batch_job(request: Request) -> Response:
+        body = await read_checked(request)
+        if isinstance(body, Response):
+            return body
+        event = event_from(request, body, {"model": request.path_params["model"]})
+        return to_http(await run_in_threadpool(batch_api.submit, event, context_for("batch-submit")))
+
+    async def batch_job_status(request: Request) -> Response:
+        body = await read_checked(request)
+        if isinstance(body, Response):
+            return body
+        event = event_from(request, body, {"job_id": request.path_params["job_id"]})
+        return to_http(await run_in_threadpool(batch_api.status, event, context_for("batch-status")))
+
     async def health(request: Request) -> Response:
         return JSONResponse(
             {
@@ -152,20 +167,18 @@ def create_app(config: LocalConfig, serving_urls: dict[str, str]) -> Starlette:
         return error(404, "not_found", f"no route for {request.method} {request.url.path}")
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
-        return error(
-            405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}"
-        )
+        return error(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}")
 
     async def internal(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s", request.url.path, exc_info=exc)
-        return error(
-            500, "internal_error", "the request failed inside the platform; see the gateway log"
-        )
+        return error(500, "internal_error", "the request failed inside the platform; see the gateway log")
 
     return Starlette(
         routes=[
             Route("/v1/models/{model}/predict", predict, methods=["POST"]),
             Route("/v1/feedback", feedback, methods=["POST"]),
+            Route("/v1/models/{model}/batch-jobs", submit_batch_job, methods=["POST"]),
+            Route("/v1/batch-jobs/{job_id}", batch_job_status, methods=["GET"]),
             Route("/_local/health", health, methods=["GET"]),
         ],
         exception_handlers={404: not_found, 405: not_allowed, Exception: internal},

@@ -28,9 +28,7 @@ from inferline.workflow import (
 )
 
 # One quick retry, then 503: a dead local model server should answer fast, not hang.
-ENDPOINT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 2}, connect_timeout=1, read_timeout=30
-)
+ENDPOINT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=1, read_timeout=30)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from rich.console import Console
 
 from inferline.resources import bucket_name, table_name
 from inferline.spec import available_models, load_spec
-from local_runtime.bootstrap import bootstrap
+from local_runtime.bootstrap import bootstrap, bootstrap_batch
 from local_runtime.config import HOST, REGION, LocalConfig
 
 console = Console(stderr=True)
@@ -44,9 +44,7 @@ def port_free(port: int) -> bool:
         return s.connect_ex((HOST, port)) != 0
 
 
-def wait_for(
-    url: str, timeout: float, proc: subprocess.Popen | None = None, what: str = ""
-) -> None:
+def wait_for(url: str, timeout: float, proc: subprocess.Popen | None = None, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -172,8 +170,7 @@ def up(config: LocalConfig) -> None:
     models = served_models(config)
     busy = [
         p
-        for p in [config.aws_port, config.api_port]
-        + [config.serving_port + i for i in range(len(models))]
+        for p in [config.aws_port, config.api_port] + [config.serving_port + i for i in range(len(models))]
         if not port_free(p)
     ]
     if busy:
@@ -183,16 +180,19 @@ def up(config: LocalConfig) -> None:
         )
     signal.signal(signal.SIGTERM, _interrupt)  # `inferline down` stops children too
     with ExitStack() as stack:
-        aws = start_process(
-            config, "aws", ["-m", "moto.server", "-H", HOST, "-p", str(config.aws_port)]
-        )
+        aws = start_process(config, "aws", ["-m", "moto.server", "-H", HOST, "-p", str(config.aws_port)])
         stack.callback(stop_process, aws)
         with console.status("[bold]Starting the embedded AWS (moto)..."):
             wait_for(f"{config.aws_url}/moto-api/", 30, aws, "moto server")
-            created = bootstrap(
-                config.prefix, local_client(config, "dynamodb"), local_client(config, "s3")
-            )
+            created = bootstrap(config.prefix, local_client(config, "dynamodb"), local_client(config, "s3"))
             loaded = seed_features(config)
+            queues = bootstrap_batch(
+                config.prefix,
+                local_client(config, "sqs"),
+                local_client(config, "s3"),
+                local_client(config, "ses"),
+                config.email_sender,
+            )
         console.print(
             f"  embedded AWS at {config.aws_url}: tables "
             f"{[table_name(config.prefix, t) for t in ('features', 'predictions')]}, buckets "
@@ -229,7 +229,20 @@ def up(config: LocalConfig) -> None:
 
         from local_runtime.gateway import create_app
 
+        # The batch workers reach the model the way the chunk Lambda does: sagemaker-runtime,
+        # here pointed at the local model server (one model locally: the first one).
+        os.environ.update(
+            {
+                "CHUNKS_QUEUE_URL": queues["batch-chunks"]["url"],
+                "UPLOADS_QUEUE_URL": queues["batch-uploads"]["url"],
+                "EMAIL_SENDER": config.email_sender,
+                "OUTBOX_DIR": str(config.path("outbox")),
+            }
+            | ({"AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": serving_urls[models[0]]} if models else {})
+        )
         app = create_app(config, serving_urls)
+        stop_workers = start_batch_workers(config, queues)
+        stack.callback(stop_workers.set)
         config.path("run", "endpoints.json").write_text(
             json.dumps({"api": config.api_url, "aws": config.aws_url, "serving": serving_urls})
         )
@@ -238,6 +251,25 @@ def up(config: LocalConfig) -> None:
             f"(x-api-key: {config.api_key}); Ctrl-C to stop"
         )
         uvicorn.run(app, host=HOST, port=config.api_port, log_level="warning")
+
+
+def start_batch_workers(config: LocalConfig, queues: dict[str, dict[str, str]]):
+    """The batch Lambdas on their queues, as Lambda's event source mappings run them."""
+    from batch import handlers
+    from local_runtime.event_sources import SqsEventSource, start_event_sources
+
+    sqs = local_client(config, "sqs")
+    uploads, chunks = queues["batch-uploads"], queues["batch-chunks"]
+    sources = [
+        SqsEventSource(sqs, uploads["url"], uploads["arn"], handlers.split, "batch-split"),
+        SqsEventSource(sqs, chunks["url"], chunks["arn"], handlers.chunk, "batch-chunk", batch_size=1),
+        SqsEventSource(
+            sqs, uploads["dlq_url"], uploads["dlq_arn"], handlers.dead_letter, "batch-dlq-uploads"
+        ),
+        SqsEventSource(sqs, chunks["dlq_url"], chunks["dlq_arn"], handlers.dead_letter, "batch-dlq-chunks"),
+    ]
+    stop, _ = start_event_sources(sources)
+    return stop
 
 
 def start_detached(config: LocalConfig, timeout: float = 300) -> None:
@@ -265,9 +297,7 @@ def start_detached(config: LocalConfig, timeout: float = 300) -> None:
                 f"{exc}\n--- {config.path('logs', 'up.log')} ---\n"
                 f"{config.path('logs', 'up.log').read_text()[-3000:]}"
             ) from None
-    console.print(
-        f"[bold green]inferline is up[/] at {config.api_url} (logs in {config.path('logs')})"
-    )
+    console.print(f"[bold green]inferline is up[/] at {config.api_url} (logs in {config.path('logs')})")
 
 
 def is_up(config: LocalConfig) -> bool:

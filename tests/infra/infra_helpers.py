@@ -24,3 +24,29 @@ def resolve(value: Any) -> Any:
     if isinstance(value, list):
         return [resolve(v) for v in value]
     return value
+
+
+def role_statements(template: dict[str, Any], role_logical_id: str) -> list[dict]:
+    """Every IAM statement of the policies attached to a role, intrinsics resolved."""
+    statements = []
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::IAM::Policy":
+            continue
+        if {"Ref": role_logical_id} in resource["Properties"]["Roles"]:
+            statements += resolve(resource["Properties"]["PolicyDocument"]["Statement"])
+    return statements
+
+
+def actions_on(statements: list[dict], prefix: str) -> dict[str, set[str]]:
+    """{resource: actions} for the actions starting with `prefix` (e.g. "dynamodb:")."""
+    found: dict[str, set[str]] = {}
+    for statement in statements:
+        actions = statement["Action"]
+        actions = [actions] if isinstance(actions, str) else actions
+        resources = statement["Resource"]
+        resources = [resources] if isinstance(resources, str) else resources
+        for resource in resources:
+            for action in actions:
+                if action.startswith(prefix):
+                    found.setdefault(resource, set()).add(action)
+    return found

@@ -15,6 +15,7 @@ def bundle(synth) -> Path:
     keys = {
         fn["Properties"]["Code"]["S3Key"]
         for fn in synth.resources("AWS::Lambda::Function").values()
+        if "S3Key" in fn["Properties"]["Code"]  # not CDK's inline bucket-notification handler
     }
     (key,) = keys
     folder = synth.outdir / f"asset.{key.removesuffix('.zip')}"

@@ -7,7 +7,8 @@ import json
 
 import pytest
 from aws_cdk.assertions import Match
-from infra_helpers import resolve
+from infra_helpers import actions_on, resolve
+from infra_helpers import role_statements as statements_of_role
 
 from inferline.resources import BUCKETS, ENV_VARS, TABLES, endpoint_name, table_name
 
@@ -21,27 +22,7 @@ def function_props(synth, name: str) -> dict:
 
 def role_statements(synth, name: str) -> list[dict]:
     """Every IAM statement attached to a function's role, intrinsics resolved."""
-    role = function_props(synth, name)["Role"]["Fn::GetAtt"][0]
-    statements = []
-    for policy in synth.resources("AWS::IAM::Policy").values():
-        if {"Ref": role} in policy["Properties"]["Roles"]:
-            statements += resolve(policy["Properties"]["PolicyDocument"]["Statement"])
-    return statements
-
-
-def actions_on(statements: list[dict], prefix: str) -> dict[str, set[str]]:
-    """{resource: actions} for the actions starting with `prefix` (e.g. "dynamodb:")."""
-    found: dict[str, set[str]] = {}
-    for statement in statements:
-        actions = statement["Action"]
-        actions = [actions] if isinstance(actions, str) else actions
-        resources = statement["Resource"]
-        resources = [resources] if isinstance(resources, str) else resources
-        for resource in resources:
-            for action in actions:
-                if action.startswith(prefix):
-                    found.setdefault(resource, set()).add(action)
-    return found
+    return statements_of_role(synth.template, function_props(synth, name)["Role"]["Fn::GetAtt"][0])
 
 
 def table_ref(synth, name: str) -> str:
@@ -338,7 +319,7 @@ def test_workflows_may_invoke_only_their_own_endpoint(synth):
 # -- observability ---------------------------------------------------------------------
 
 
-def test_alarms_cover_the_online_path_and_notify_the_topic(synth):
+def test_alarms_cover_the_online_and_batch_paths_and_notify_the_topic(synth):
     prefix = synth.config.prefix
     alarms = synth.resources("AWS::CloudWatch::Alarm")
     names = {a["Properties"]["AlarmName"] for a in alarms.values()}
@@ -348,6 +329,10 @@ def test_alarms_cover_the_online_path_and_notify_the_topic(synth):
     for model in synth.config.models:
         expected |= {f"{prefix}-online-{model}-failures", f"{prefix}-{model}-errors",
                      f"{prefix}-{model}-latency"}
+    # batch (tests/infra/test_cdk_batch.py checks what they measure)
+    expected |= {f"{prefix}-batch-{q}-dead-letters" for q in ("uploads", "chunks")}
+    expected |= {f"{prefix}-batch-{fn}-errors" for fn in ("split", "chunk", "dead-letter")}
+    expected |= {f"{prefix}-batch-jobs-failed"}
     assert names == expected
     topic = synth.logical_id(synth.stack.observability.topic)
     for alarm in alarms.values():

@@ -1,0 +1,84 @@
+"""Batch predictions over HTTP: submit a job, upload the CSV to the returned URL, follow the
+job until it ends, and download both outputs. Every input row lands in exactly one."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+MODEL = "purchase-propensity"
+HEADER = "user_id,price,category,device,country,session_pages,hour_of_day,discount_pct,email"
+ROWS = [
+    "u00001,10.5,books,mobile,US,3,12,0,a@example.com",
+    "u00002,-1,books,mobile,US,3,12,0,",  # price out of range
+    'u00003,20,home,desktop,GB,1,1,5,"x,y@example.com"',  # quoted comma
+    "u00004,12,toys,tablet,DE,two,8,0,",  # wrong type
+    'stranger,99.9,beauty,mobile,JP,4,23,50,"multi\nline"',  # quoted newline, unknown user
+]
+
+
+def wait_for_end(api: httpx.Client, job_id: str, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api.get(f"/v1/batch-jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.5)
+    pytest.fail(f"batch job {job_id} did not end in {timeout}s: {job}")
+
+
+def submit_and_upload(api: httpx.Client, content: bytes) -> str:
+    reply = api.post(f"/v1/models/{MODEL}/batch-jobs", json={"email": "owner@example.com"})
+    assert reply.status_code == 201, reply.text
+    job = reply.json()
+    assert job["status"] == "awaiting_upload" and "email" not in job
+    put = httpx.put(job["upload_url"], content=content, headers=job["upload_headers"], timeout=30)
+    assert put.status_code == 200, put.text
+    return job["job_id"]
+
+
+def test_a_csv_job_accounts_for_every_row(target):
+    content = ("\r\n".join([HEADER, *ROWS]) + "\r\n").encode("utf-8-sig")  # BOM and CRLF too
+    with target.client() as api:
+        job = wait_for_end(api, submit_and_upload(api, content))
+    assert job["status"] == "succeeded", job
+    assert (job["rows_ok"], job["rows_failed"]) == (3, 2)
+    results = list(csv.DictReader(io.StringIO(httpx.get(job["results_url"]).text)))
+    errors = list(csv.DictReader(io.StringIO(httpx.get(job["errors_url"]).text)))
+    assert [r["user_id"] for r in results] == ["u00001", "u00003", "stranger"]  # input order
+    assert all(0 <= float(r["score"]) <= 1 and r["prediction_id"] for r in results)
+    assert {e["row"]: e["reason"] for e in errors} == {
+        "3": "price: must be >= 0",
+        "5": "session_pages: must be an integer, got a string",
+    }
+    assert len(results) + len(errors) == len(ROWS)
+
+
+def test_a_wrong_header_fails_the_job_with_a_reason(target):
+    with target.client() as api:
+        job = wait_for_end(api, submit_and_upload(api, b"user_id,prize\nu1,3\n"))
+    assert job["status"] == "failed"
+    assert "price" in job["failure_reason"] and "prize" in job["failure_reason"]
+
+
+def test_bad_submissions_are_4xx(target):
+    with target.client() as api:
+        assert api.post("/v1/models/nope/batch-jobs", json={"email": "a@example.com"}).status_code == 404
+        assert api.post(f"/v1/models/{MODEL}/batch-jobs", json={"email": "not-an-address"}).status_code == 400
+        assert api.post(f"/v1/models/{MODEL}/batch-jobs", content=b"{oops").status_code == 400
+        assert api.get("/v1/batch-jobs/no-such-job").status_code == 404
+
+
+def test_the_email_lands_in_the_outbox(local_target):
+    with local_target.client() as api:
+        job_id = submit_and_upload(api, ("\n".join([HEADER, ROWS[0]]) + "\n").encode())
+        assert wait_for_end(api, job_id)["status"] == "succeeded"
+    mails = [p.read_text() for p in (local_target.home / "outbox").glob("*.eml")]
+    mine = [m for m in mails if job_id in m]
+    assert len(mine) == 1 and "To: owner@example.com" in mine[0] and "1 of 1 rows predicted" in mine[0]
