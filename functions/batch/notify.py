@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 
 from batch.services import Services
 from inferline import jobs
@@ -15,12 +16,15 @@ from inferline.batch_email import failed_mail, send, succeeded_mail
 from inferline.resources import batch_output_key
 
 logger = Logger(child=True)
+metrics = Metrics()  # shares the handler's metric set; flushed by its log_metrics
 
 
 def fail_job(services: Services, job_id: str, reason: str) -> bool:
     """Mark the job failed with the reason and email it; False when the job was already
     finished or does not exist (nothing changes then). Safe to call again."""
     changed = jobs.mark_failed(services.jobs, job_id, reason)
+    if changed:
+        metrics.add_metric("JobsFailed", MetricUnit.Count, 1)  # the batch-jobs-failed alarm
     job = jobs.get_job(services.jobs, job_id)
     if job is None:
         logger.warning("job to fail does not exist", job_id=job_id, reason=reason)
