@@ -26,6 +26,7 @@ address a verification link on deploy; nothing is sent until it is clicked.
 from __future__ import annotations
 
 from aws_cdk import CfnParameter, Duration, Stack
+from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
@@ -48,6 +49,10 @@ UPLOADS_QUEUE, CHUNKS_QUEUE = QUEUES  # "batch-uploads", "batch-chunks"
 
 # Function names and Powertools services ("<prefix>-<name>"; metrics carry the service).
 SPLIT, CHUNK, DEAD_LETTER = "batch-split", "batch-chunk", "batch-dead-letter"
+SUBMIT, STATUS = "batch-submit", "batch-status"
+# A presigned upload URL is signed with the submit Lambda's session credentials, which
+# outlive an hour; the uploader has that long to start the PUT.
+UPLOAD_URL_EXPIRY_SECONDS = 3600
 # The Powertools metric the handlers add when a job fails (namespace: the prefix).
 JOBS_FAILED_METRIC = "JobsFailed"
 UPLOAD_SUFFIX = ".csv"  # S3 filters are case-sensitive: "x.CSV" starts no job
@@ -115,9 +120,7 @@ class BatchQueue(Construct):
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             retention_period=QUEUE_RETENTION,
-            visibility_timeout=Duration.seconds(
-                consumer_timeout.to_seconds() * VISIBILITY_PER_TIMEOUT
-            ),
+            visibility_timeout=Duration.seconds(consumer_timeout.to_seconds() * VISIBILITY_PER_TIMEOUT),
             dead_letter_queue=sqs.DeadLetterQueue(
                 queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVE_COUNT
             ),
@@ -136,6 +139,7 @@ class Batch(Construct):
         storage: Storage,
         serving: Serving,
         lambdas: LambdaFunctions,
+        api: apigw.RestApi,
     ) -> None:
         super().__init__(scope, construct_id)
         prefix = config.prefix
@@ -144,12 +148,20 @@ class Batch(Construct):
         features, predictions = storage.tables["features"], storage.tables["predictions"]
 
         self.uploads = BatchQueue(
-            self, "Uploads", name=UPLOADS_QUEUE, prefix=prefix,
-            consumer_timeout=SPLIT_TIMEOUT, dead_letter_consumer_timeout=DEAD_LETTER_TIMEOUT,
+            self,
+            "Uploads",
+            name=UPLOADS_QUEUE,
+            prefix=prefix,
+            consumer_timeout=SPLIT_TIMEOUT,
+            dead_letter_consumer_timeout=DEAD_LETTER_TIMEOUT,
         )
         self.chunks = BatchQueue(
-            self, "Chunks", name=CHUNKS_QUEUE, prefix=prefix,
-            consumer_timeout=CHUNK_TIMEOUT, dead_letter_consumer_timeout=DEAD_LETTER_TIMEOUT,
+            self,
+            "Chunks",
+            name=CHUNKS_QUEUE,
+            prefix=prefix,
+            consumer_timeout=CHUNK_TIMEOUT,
+            dead_letter_consumer_timeout=DEAD_LETTER_TIMEOUT,
         )
         data.add_event_notification(
             s3.EventType.OBJECT_CREATED,
@@ -157,11 +169,15 @@ class Batch(Construct):
             s3.NotificationKeyFilter(prefix=UPLOADS_PREFIX, suffix=UPLOAD_SUFFIX),
         )
         # CDK's one handler per stack that sets the bucket's notification configuration.
-        (handler,) = [c for c in Stack.of(self).node.children
-                      if c.node.id.startswith("BucketNotificationsHandler")]
-        acknowledge(handler, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
-                    "service-role/AWSLambdaBasicExecutionRole]", "CDK's bucket-notification "
-                    "handler (a deploy-time custom resource) only writes its own logs.")
+        (handler,) = [
+            c for c in Stack.of(self).node.children if c.node.id.startswith("BucketNotificationsHandler")
+        ]
+        acknowledge(
+            handler,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+            "service-role/AWSLambdaBasicExecutionRole]",
+            "CDK's bucket-notification handler (a deploy-time custom resource) only writes its own logs.",
+        )
 
         if config.email_sender:
             self.sender = config.email_sender
@@ -177,9 +193,7 @@ class Batch(Construct):
             )
             parameter.override_logical_id(EMAIL_SENDER_PARAMETER)
             self.sender = parameter.value_as_string
-        self.identity = ses.EmailIdentity(
-            self, "SenderIdentity", identity=ses.Identity.email(self.sender)
-        )
+        self.identity = ses.EmailIdentity(self, "SenderIdentity", identity=ses.Identity.email(self.sender))
 
         email_env = {
             "EMAIL_SENDER": self.sender,
@@ -189,10 +203,17 @@ class Batch(Construct):
 
         # -- split: one upload -> header check -> chunk messages ---------------------------
         self.split = lambdas.function(
-            self, "Split", name=SPLIT, handler="batch.handlers.split",
-            memory=WORKER_MEMORY, timeout=SPLIT_TIMEOUT,
-            env={**base_env, ENV_VARS[CHUNKS_QUEUE]: self.chunks.queue.queue_url,
-                 "EMAIL_SENDER": self.sender},
+            self,
+            "Split",
+            name=SPLIT,
+            handler="batch.handlers.split",
+            memory=WORKER_MEMORY,
+            timeout=SPLIT_TIMEOUT,
+            env={
+                **base_env,
+                ENV_VARS[CHUNKS_QUEUE]: self.chunks.queue.queue_url,
+                "EMAIL_SENDER": self.sender,
+            },
         )
         self._objects(self.split, UPLOADS_PREFIX, "s3:GetObject")
         # direct uploads create their job; every upload moves it to splitting and running
@@ -200,16 +221,22 @@ class Batch(Construct):
         self.chunks.queue.grant_send_messages(self.split)
         # a wrong header, an empty file or an unknown model fails the job at once, by email
         self.identity.grant_send_email(self.split)
-        self.split.add_event_source(sources.SqsEventSource(
-            self.uploads.queue,
-            batch_size=1,  # one file is one job: a bad file is retried and dead-lettered alone
-            report_batch_item_failures=True,
-        ))
+        self.split.add_event_source(
+            sources.SqsEventSource(
+                self.uploads.queue,
+                batch_size=1,  # one file is one job: a bad file is retried and dead-lettered alone
+                report_batch_item_failures=True,
+            )
+        )
 
         # -- chunk: one byte range -> predictions, parts; the last one assembles and emails --
         self.chunk = lambdas.function(
-            self, "Chunk", name=CHUNK, handler="batch.handlers.chunk",
-            memory=WORKER_MEMORY, timeout=CHUNK_TIMEOUT,
+            self,
+            "Chunk",
+            name=CHUNK,
+            handler="batch.handlers.chunk",
+            memory=WORKER_MEMORY,
+            timeout=CHUNK_TIMEOUT,
             env={
                 **base_env,
                 ENV_VARS["features"]: features.table_name,
@@ -222,45 +249,98 @@ class Batch(Construct):
         self._objects(self.chunk, BATCH_PARTS_PREFIX, "s3:GetObject", "s3:PutObject", *MULTIPART)
         # GetObject on results/: the presigned links are signed with this role
         self._objects(self.chunk, RESULTS_PREFIX, "s3:GetObject", "s3:PutObject", *MULTIPART)
-        self._objects(self.chunk, PREDICTION_LOG_PREFIX, "s3:PutObject",
-                      "s3:AbortMultipartUpload")
+        self._objects(self.chunk, PREDICTION_LOG_PREFIX, "s3:PutObject", "s3:AbortMultipartUpload")
         features.grant(self.chunk, "dynamodb:BatchGetItem")
         predictions.grant(self.chunk, "dynamodb:BatchWriteItem", "dynamodb:PutItem")
         jobs.grant(self.chunk, "dynamodb:GetItem", "dynamodb:UpdateItem")
-        self.chunk.add_to_role_policy(iam.PolicyStatement(
-            actions=["sagemaker:InvokeEndpoint"],
-            resources=[e.endpoint_arn for e in serving.endpoints.values()],
-        ))
+        self.chunk.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:InvokeEndpoint"],
+                resources=[e.endpoint_arn for e in serving.endpoints.values()],
+            )
+        )
         self.identity.grant_send_email(self.chunk)
-        self.chunk.add_event_source(sources.SqsEventSource(
-            self.chunks.queue,
-            # one chunk per invocation: chunks of one job run in parallel, and a timeout
-            # bounds one chunk's work rather than several
-            batch_size=1,
-            report_batch_item_failures=True,
-            # the endpoint is shared with the online path: cap the workers calling it (the
-            # poller then leaves messages queued instead of burning their receive counts)
-            max_concurrency=config.batch_max_concurrency,
-        ))
+        self.chunk.add_event_source(
+            sources.SqsEventSource(
+                self.chunks.queue,
+                # one chunk per invocation: chunks of one job run in parallel, and a timeout
+                # bounds one chunk's work rather than several
+                batch_size=1,
+                report_batch_item_failures=True,
+                # the endpoint is shared with the online path: cap the workers calling it (the
+                # poller then leaves messages queued instead of burning their receive counts)
+                max_concurrency=config.batch_max_concurrency,
+            )
+        )
 
         # -- dead letter: a poisoned upload or chunk fails its job, with an email ----------
         self.dead_letter = lambdas.function(
-            self, "DeadLetter", name=DEAD_LETTER, handler="batch.handlers.dead_letter",
-            memory=512, timeout=DEAD_LETTER_TIMEOUT, env={**base_env, **email_env},
+            self,
+            "DeadLetter",
+            name=DEAD_LETTER,
+            handler="batch.handlers.dead_letter",
+            memory=512,
+            timeout=DEAD_LETTER_TIMEOUT,
+            env={**base_env, **email_env},
         )
         # A direct upload whose split never created its job: the object's metadata (HeadObject
         # is s3:GetObject) names the address, and the job is created to be failed.
         self._objects(self.dead_letter, UPLOADS_PREFIX, "s3:GetObject")
-        jobs.grant(self.dead_letter, "dynamodb:GetItem", "dynamodb:PutItem",
-                   "dynamodb:UpdateItem")
+        jobs.grant(self.dead_letter, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
         self.identity.grant_send_email(self.dead_letter)
         self._objects(self.dead_letter, RESULTS_PREFIX, "s3:GetObject")
         for queue in (self.uploads, self.chunks):
-            self.dead_letter.add_event_source(sources.SqsEventSource(
-                queue.dead_letter_queue,
-                batch_size=10,  # cheap messages; failures are reported one by one
-                report_batch_item_failures=True,
-            ))
+            self.dead_letter.add_event_source(
+                sources.SqsEventSource(
+                    queue.dead_letter_queue,
+                    batch_size=10,  # cheap messages; failures are reported one by one
+                    report_batch_item_failures=True,
+                )
+            )
+
+        # -- the jobs API: submit (a presigned upload URL) and status (with result links) -----
+        api_env = {
+            **base_env,
+            "UPLOAD_URL_EXPIRY_SECONDS": str(UPLOAD_URL_EXPIRY_SECONDS),
+            "RESULT_LINK_EXPIRY_SECONDS": str(config.result_link_expiry_seconds),
+        }
+        # Small and quick: one conditional PutItem or GetItem and a presigned URL.
+        self.submit = lambdas.function(
+            self,
+            "Submit",
+            name=SUBMIT,
+            handler="batch.api_handler.submit",
+            memory=512,
+            timeout=Duration.seconds(10),
+            env=api_env,
+        )
+        jobs.grant(self.submit, "dynamodb:PutItem")
+        # the presigned PUT acts as this role: it may put uploads/ objects and nothing else
+        self._objects(self.submit, UPLOADS_PREFIX, "s3:PutObject")
+        self.status = lambdas.function(
+            self,
+            "Status",
+            name=STATUS,
+            handler="batch.api_handler.status",
+            memory=512,
+            timeout=Duration.seconds(10),
+            env=api_env,
+        )
+        jobs.grant(self.status, "dynamodb:GetItem")
+        self._objects(self.status, RESULTS_PREFIX, "s3:GetObject")
+        # Every model's static resource needs the route too: API Gateway does not fall back
+        # from /v1/models/<model> to /v1/models/{model}.
+        for model in [*config.models, "{model}"]:
+            api.root.resource_for_path(f"/v1/models/{model}/batch-jobs").add_method(
+                "POST", apigw.LambdaIntegration(self.submit, allow_test_invoke=False)
+            )
+        api.root.resource_for_path("/v1/batch-jobs/{job_id}").add_method(
+            "GET", apigw.LambdaIntegration(self.status, allow_test_invoke=False)
+        )
+
+    @property
+    def api_functions(self) -> dict[str, lambda_.Function]:
+        return {SUBMIT: self.submit, STATUS: self.status}
 
     @property
     def functions(self) -> dict[str, lambda_.Function]:
@@ -276,6 +356,8 @@ class Batch(Construct):
         iam.Grant.add_to_principal(
             grantee=fn, actions=list(actions), resource_arns=[self._data.arn_for_objects(f"{prefix}*")]
         )
-        acknowledge(fn.role.node.find_child("DefaultPolicy"),  # type: ignore[union-attr]
-                    f"AwsSolutions-IAM5[Resource::{arn_of(self._data)}/{prefix}*]",
-                    f"Objects under {prefix} only: {PREFIX_REASONS[prefix]}")
+        acknowledge(
+            fn.role.node.find_child("DefaultPolicy"),  # type: ignore[union-attr]
+            f"AwsSolutions-IAM5[Resource::{arn_of(self._data)}/{prefix}*]",
+            f"Objects under {prefix} only: {PREFIX_REASONS[prefix]}",
+        )

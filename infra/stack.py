@@ -35,7 +35,7 @@ class InferlineStack(Stack):
         )
         self.batch = Batch(
             self, "Batch", config=config, storage=self.storage, serving=self.serving,
-            lambdas=lambdas,
+            lambdas=lambdas, api=self.online_api.api,
         )
         self.observability = Observability(
             self, "Observability", config=config, serving=self.serving,

@@ -26,18 +26,28 @@ HANDLERS = {
     "chunk": "batch.handlers.chunk",
     "dead_letter": "batch.handlers.dead_letter",
 }
-POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE",
-                  "POWERTOOLS_LOG_LEVEL"}
+POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 # The environment each handler is built to (functions/batch reads exactly these).
 ENVIRONMENT = {
     # EMAIL_SENDER: a bad file fails its job at once, with an email (issue 4, item 2)
-    "split": {"DATA_BUCKET", "JOBS_TABLE", "CHUNKS_QUEUE_URL", "EMAIL_SENDER",
-              "INFERLINE_SPECS_DIR"},
-    "chunk": {"DATA_BUCKET", "JOBS_TABLE", "FEATURES_TABLE", "PREDICTIONS_TABLE",
-              "RESOURCE_PREFIX", "EMAIL_SENDER", "RESULT_LINK_EXPIRY_SECONDS",
-              "INFERLINE_SPECS_DIR"},
-    "dead_letter": {"DATA_BUCKET", "JOBS_TABLE", "EMAIL_SENDER", "RESULT_LINK_EXPIRY_SECONDS",
-                    "INFERLINE_SPECS_DIR"},
+    "split": {"DATA_BUCKET", "JOBS_TABLE", "CHUNKS_QUEUE_URL", "EMAIL_SENDER", "INFERLINE_SPECS_DIR"},
+    "chunk": {
+        "DATA_BUCKET",
+        "JOBS_TABLE",
+        "FEATURES_TABLE",
+        "PREDICTIONS_TABLE",
+        "RESOURCE_PREFIX",
+        "EMAIL_SENDER",
+        "RESULT_LINK_EXPIRY_SECONDS",
+        "INFERLINE_SPECS_DIR",
+    },
+    "dead_letter": {
+        "DATA_BUCKET",
+        "JOBS_TABLE",
+        "EMAIL_SENDER",
+        "RESULT_LINK_EXPIRY_SECONDS",
+        "INFERLINE_SPECS_DIR",
+    },
 }
 CUSTOM_CONTEXT = {
     "emailSender": "batch@example.com",
@@ -115,16 +125,16 @@ def test_csv_uploads_notify_the_uploads_queue(synth):
 def test_only_the_data_bucket_may_send_to_the_uploads_queue(synth):
     batch = synth.stack.batch
     queue_id = synth.logical_id(batch.uploads.queue)
-    (policy,) = [p["Properties"] for p in synth.resources("AWS::SQS::QueuePolicy").values()
-                 if p["Properties"]["Queues"] == [{"Ref": queue_id}]]
-    (allow,) = [s for s in resolve(policy["PolicyDocument"]["Statement"])
-                if s["Effect"] == "Allow"]
+    (policy,) = [
+        p["Properties"]
+        for p in synth.resources("AWS::SQS::QueuePolicy").values()
+        if p["Properties"]["Queues"] == [{"Ref": queue_id}]
+    ]
+    (allow,) = [s for s in resolve(policy["PolicyDocument"]["Statement"]) if s["Effect"] == "Allow"]
     assert allow["Principal"] == {"Service": "s3.amazonaws.com"}
     assert "sqs:SendMessage" in allow["Action"]
     assert allow["Resource"] == f"<{queue_id}.Arn>"
-    assert allow["Condition"] == {
-        "ArnLike": {"aws:SourceArn": arn(synth, synth.stack.storage.data)}
-    }
+    assert allow["Condition"] == {"ArnLike": {"aws:SourceArn": arn(synth, synth.stack.storage.data)}}
 
 
 def test_queues_are_named_encrypted_tls_only_and_dead_lettered(synth):
@@ -139,8 +149,7 @@ def test_queues_are_named_encrypted_tls_only_and_dead_lettered(synth):
         for p in (queue, dlq):
             assert p["SqsManagedSseEnabled"] is True  # SSE that S3 notifications can use
         assert queue["RedrivePolicy"] == {
-            "deadLetterTargetArn": {"Fn::GetAtt": [synth.logical_id(q.dead_letter_queue),
-                                                   "Arn"]},
+            "deadLetterTargetArn": {"Fn::GetAtt": [synth.logical_id(q.dead_letter_queue), "Arn"]},
             "maxReceiveCount": MAX_RECEIVE_COUNT,
         }
         assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
@@ -151,9 +160,7 @@ def test_queues_are_named_encrypted_tls_only_and_dead_lettered(synth):
     denied = set()
     for policy in synth.resources("AWS::SQS::QueuePolicy").values():
         for s in policy["Properties"]["PolicyDocument"]["Statement"]:
-            if s["Effect"] == "Deny" and s.get("Condition") == {
-                "Bool": {"aws:SecureTransport": "false"}
-            }:
+            if s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}:
                 denied |= {r["Ref"] for r in policy["Properties"]["Queues"]}
     assert denied == set(queues)
 
@@ -172,9 +179,7 @@ def test_each_function_consumes_its_queues_with_partial_batch_responses(synth):
     assert set(found) == {synth.logical_id(function(synth, n)) for n in expected}
     for name, queues in expected.items():
         sources = found[synth.logical_id(function(synth, name))]
-        assert sorted(resolve(s["EventSourceArn"]) for s in sources) == sorted(
-            arn(synth, q) for q in queues
-        )
+        assert sorted(resolve(s["EventSourceArn"]) for s in sources) == sorted(arn(synth, q) for q in queues)
         for source in sources:
             assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     (split,) = found[synth.logical_id(batch.split)]
@@ -247,8 +252,9 @@ def test_handlers_resolve_in_the_bundle(synth):
         assert source.is_file(), source
         tree = ast.parse(source.read_text(encoding="utf-8"))
         defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-        defined |= {t.id for n in tree.body if isinstance(n, ast.Assign)
-                    for t in n.targets if isinstance(t, ast.Name)}
+        defined |= {
+            t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)
+        }
         assert func in defined, handler
 
 
@@ -260,18 +266,11 @@ def test_split_reads_uploads_tracks_jobs_sends_chunks_and_failure_emails_only(sy
     st = statements(synth, "split")
     assert actions_on(st, "s3:") == {data_prefix(synth, "uploads/"): {"s3:GetObject"}}
     assert actions_on(st, "dynamodb:") == {
-        arn(synth, storage.tables["jobs"]): {
-            "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+        arn(synth, storage.tables["jobs"]): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
     }
-    assert actions_on(st, "sqs:SendMessage") == {
-        arn(synth, batch.chunks.queue): {"sqs:SendMessage"}
-    }
-    assert actions_on(st, "sqs:ReceiveMessage") == {
-        arn(synth, batch.uploads.queue): {"sqs:ReceiveMessage"}
-    }
-    assert actions_on(st, "ses:") == {
-        identity_arn(synth): {"ses:SendEmail", "ses:SendRawEmail"}
-    }
+    assert actions_on(st, "sqs:SendMessage") == {arn(synth, batch.chunks.queue): {"sqs:SendMessage"}}
+    assert actions_on(st, "sqs:ReceiveMessage") == {arn(synth, batch.uploads.queue): {"sqs:ReceiveMessage"}}
+    assert actions_on(st, "ses:") == {identity_arn(synth): {"ses:SendEmail", "ses:SendRawEmail"}}
     # no predictions, no features, no endpoint
     assert not actions_on(st, "sagemaker:")
 
@@ -292,17 +291,12 @@ def test_chunk_predicts_through_the_served_endpoints_only(synth):
     }
     assert actions_on(st, "dynamodb:") == {
         arn(synth, storage.tables["features"]): {"dynamodb:BatchGetItem"},
-        arn(synth, storage.tables["predictions"]): {
-            "dynamodb:BatchWriteItem", "dynamodb:PutItem"},
+        arn(synth, storage.tables["predictions"]): {"dynamodb:BatchWriteItem", "dynamodb:PutItem"},
         arn(synth, storage.tables["jobs"]): {"dynamodb:GetItem", "dynamodb:UpdateItem"},
     }
-    assert actions_on(st, "ses:") == {
-        identity_arn(synth): {"ses:SendEmail", "ses:SendRawEmail"}
-    }
+    assert actions_on(st, "ses:") == {identity_arn(synth): {"ses:SendEmail", "ses:SendRawEmail"}}
     assert actions_on(st, "sqs:SendMessage") == {}
-    assert actions_on(st, "sqs:ReceiveMessage") == {
-        arn(synth, batch.chunks.queue): {"sqs:ReceiveMessage"}
-    }
+    assert actions_on(st, "sqs:ReceiveMessage") == {arn(synth, batch.chunks.queue): {"sqs:ReceiveMessage"}}
 
 
 def test_dead_letter_fails_jobs_and_emails_only(synth):
@@ -310,16 +304,13 @@ def test_dead_letter_fails_jobs_and_emails_only(synth):
     st = statements(synth, "dead_letter")
     # a direct upload that never got a job: read its metadata, create the job to fail it
     assert actions_on(st, "dynamodb:") == {
-        arn(synth, storage.tables["jobs"]): {
-            "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+        arn(synth, storage.tables["jobs"]): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
     }
     assert actions_on(st, "s3:") == {
         data_prefix(synth, "uploads/"): {"s3:GetObject"},
         data_prefix(synth, "results/"): {"s3:GetObject"},
     }
-    assert actions_on(st, "ses:") == {
-        identity_arn(synth): {"ses:SendEmail", "ses:SendRawEmail"}
-    }
+    assert actions_on(st, "ses:") == {identity_arn(synth): {"ses:SendEmail", "ses:SendRawEmail"}}
     assert actions_on(st, "sqs:ReceiveMessage") == {
         arn(synth, q.dead_letter_queue): {"sqs:ReceiveMessage"} for q in batch.queues
     }
@@ -343,8 +334,10 @@ def endpoint_arn(name: str) -> str:
 
 
 def identity_arn(synth) -> str:
-    return ("arn:<AWS::Partition>:ses:<AWS::Region>:<AWS::AccountId>:identity/"
-            f"<{synth.logical_id(synth.stack.batch.identity)}>")
+    return (
+        "arn:<AWS::Partition>:ses:<AWS::Region>:<AWS::AccountId>:identity/"
+        f"<{synth.logical_id(synth.stack.batch.identity)}>"
+    )
 
 
 # -- SES -------------------------------------------------------------------------------
@@ -369,8 +362,11 @@ def lifecycle(template: dict, data_id: str) -> dict[str, dict]:
 
 def test_batch_objects_expire(synth):
     rules = lifecycle(synth.template, synth.logical_id(synth.stack.storage.data))
-    for prefix, days in (("uploads/", synth.config.upload_expiry_days),
-                         ("batch/", 2), ("results/", synth.config.result_expiry_days)):
+    for prefix, days in (
+        ("uploads/", synth.config.upload_expiry_days),
+        ("batch/", 2),
+        ("results/", synth.config.result_expiry_days),
+    ):
         rule = rules[prefix]
         assert rule["Status"] == "Enabled"
         assert rule["ExpirationInDays"] == days
@@ -382,8 +378,10 @@ def test_batch_objects_expire(synth):
 
 
 def alarms_by_name(synth) -> dict[str, dict]:
-    return {a["Properties"]["AlarmName"]: a["Properties"]
-            for a in synth.resources("AWS::CloudWatch::Alarm").values()}
+    return {
+        a["Properties"]["AlarmName"]: a["Properties"]
+        for a in synth.resources("AWS::CloudWatch::Alarm").values()
+    }
 
 
 def test_dead_letter_alarms_watch_each_dead_letter_queue(synth):
@@ -395,12 +393,16 @@ def test_dead_letter_alarms_watch_each_dead_letter_queue(synth):
         assert alarm["AlarmActions"] == [topic]
         assert alarm["Threshold"] == 1
         assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-        watched = {(m["MetricStat"]["Metric"]["MetricName"],
-                    resolve(m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]))
-                   for m in alarm["Metrics"] if "MetricStat" in m}
+        watched = {
+            (
+                m["MetricStat"]["Metric"]["MetricName"],
+                resolve(m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]),
+            )
+            for m in alarm["Metrics"]
+            if "MetricStat" in m
+        }
         dlq = f"<{synth.logical_id(q.dead_letter_queue)}.QueueName>"
-        assert watched == {("ApproximateNumberOfMessagesVisible", dlq),
-                           ("NumberOfMessagesReceived", dlq)}
+        assert watched == {("ApproximateNumberOfMessagesVisible", dlq), ("NumberOfMessagesReceived", dlq)}
 
 
 def test_batch_lambda_errors_and_failed_jobs_alarm(synth):
@@ -408,9 +410,9 @@ def test_batch_lambda_errors_and_failed_jobs_alarm(synth):
     for name in HANDLERS:
         alarm = alarms[f"{prefix}-batch-{name.replace('_', '-')}-errors"]
         assert alarm["MetricName"] == "Errors"
-        assert alarm["Dimensions"] == [{
-            "Name": "FunctionName", "Value": {"Ref": synth.logical_id(function(synth, name))}
-        }]
+        assert alarm["Dimensions"] == [
+            {"Name": "FunctionName", "Value": {"Ref": synth.logical_id(function(synth, name))}}
+        ]
     failed = alarms[f"{prefix}-batch-jobs-failed"]
     metrics = [m["MetricStat"]["Metric"] for m in failed["Metrics"] if "MetricStat" in m]
     assert {m["Namespace"] for m in metrics} == {prefix}
@@ -430,8 +432,7 @@ def test_batch_settings_reach_the_template(custom):
     assert identity["Properties"] == {"EmailIdentity": "batch@example.com"}
     assert EMAIL_SENDER_PARAMETER not in template.get("Parameters", {})
     for fn in stack.batch.functions.values():
-        env = resources[stack.get_logical_id(fn.node.default_child)]["Properties"][
-            "Environment"]["Variables"]
+        env = resources[stack.get_logical_id(fn.node.default_child)]["Properties"]["Environment"]["Variables"]
         assert env["EMAIL_SENDER"] == "batch@example.com"
         if "RESULT_LINK_EXPIRY_SECONDS" in env:
             assert env["RESULT_LINK_EXPIRY_SECONDS"] == "3600"
@@ -439,10 +440,11 @@ def test_batch_settings_reach_the_template(custom):
     assert rules["uploads/"]["ExpirationInDays"] == 3
     assert rules["results/"]["ExpirationInDays"] == 14
     (chunk_source,) = [
-        m["Properties"] for m in resources.values()
+        m["Properties"]
+        for m in resources.values()
         if m["Type"] == "AWS::Lambda::EventSourceMapping"
-        and m["Properties"]["FunctionName"]["Ref"] == stack.get_logical_id(
-            stack.batch.chunk.node.default_child)
+        and m["Properties"]["FunctionName"]["Ref"]
+        == stack.get_logical_id(stack.batch.chunk.node.default_child)
     ]
     assert chunk_source["ScalingConfig"] == {"MaximumConcurrency": 4}
 
@@ -459,3 +461,21 @@ def test_batch_settings_reach_the_template(custom):
 def test_bad_batch_settings_are_refused(context, message):
     with pytest.raises(ConfigError, match=message):
         load_config(context)
+
+
+def test_the_jobs_api_lambdas_are_scoped_to_jobs_uploads_and_results(synth):
+    expected_env = {
+        "DATA_BUCKET",
+        "JOBS_TABLE",
+        "UPLOAD_URL_EXPIRY_SECONDS",
+        "RESULT_LINK_EXPIRY_SECONDS",
+        "INFERLINE_SPECS_DIR",
+    }
+    for name, handler in (("submit", "batch.api_handler.submit"), ("status", "batch.api_handler.status")):
+        assert set(env_of(synth, name)) - POWERTOOLS_ENV == expected_env
+        assert props(synth, function(synth, name))["Handler"] == handler
+        module = (FUNCTIONS_DIR / "batch" / "api_handler.py").read_text()
+        assert f"def {handler.rsplit('.', 1)[1]}(" in module
+    submit, status = json.dumps(statements(synth, "submit")), json.dumps(statements(synth, "status"))
+    assert "uploads/*" in submit and "results/*" not in submit and "dynamodb:PutItem" in submit
+    assert "results/*" in status and "uploads/*" not in status and "dynamodb:PutItem" not in status

@@ -41,11 +41,11 @@ def test_tables_are_named_and_keyed_by_the_shared_definition(synth):
         table = synth.template["Resources"][synth.logical_id(synth.stack.storage.tables[name])]
         props = table["Properties"]
         assert props["TableName"] == table_name(synth.config.prefix, name)
-        assert props["KeySchema"] == [{"AttributeName": definition.partition_key,
-                                       "KeyType": "HASH"}]
+        assert props["KeySchema"] == [{"AttributeName": definition.partition_key, "KeyType": "HASH"}]
         if definition.ttl_attribute:
             assert props["TimeToLiveSpecification"] == {
-                "AttributeName": definition.ttl_attribute, "Enabled": True
+                "AttributeName": definition.ttl_attribute,
+                "Enabled": True,
             }
         assert props["BillingMode"] == "PAY_PER_REQUEST"
         assert props["SSESpecification"]["SSEEnabled"] is True
@@ -60,11 +60,17 @@ def test_buckets_are_named_private_encrypted_versioned_and_tls_only(synth):
         props = synth.template["Resources"][synth.logical_id(bucket)]["Properties"]
         assert resolve(props["BucketName"]) == f"{synth.config.prefix}-{name}-<AWS::AccountId>"
         assert props["PublicAccessBlockConfiguration"] == {
-            "BlockPublicAcls": True, "BlockPublicPolicy": True,
-            "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
         }
-        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
-            "ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+        assert (
+            props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+                "ServerSideEncryptionByDefault"
+            ]["SSEAlgorithm"]
+            == "AES256"
+        )
         assert props["VersioningConfiguration"] == {"Status": "Enabled"}
         assert "LoggingConfiguration" in props
     # every bucket, the access-log bucket included, refuses plain HTTP
@@ -73,8 +79,7 @@ def test_buckets_are_named_private_encrypted_versioned_and_tls_only(synth):
     for policy in policies.values():
         statements = policy["Properties"]["PolicyDocument"]["Statement"]
         assert any(
-            s["Effect"] == "Deny"
-            and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+            s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
             for s in statements
         )
 
@@ -141,9 +146,7 @@ def test_postprocess_writes_the_prediction_log_only(synth):
 def test_feedback_writes_ground_truth_only(synth):
     statements = role_statements(synth, "feedback")
     assert actions_on(statements, "dynamodb:") == {
-        table_ref(synth, "predictions"): {
-            "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"
-        }
+        table_ref(synth, "predictions"): {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"}
     }
     s3 = actions_on(statements, "s3:")
     assert set(s3) == {f"{data_bucket_arn(synth)}/ground-truth/*"}
@@ -156,9 +159,9 @@ def test_lambda_roles_have_no_managed_policies_and_log_to_their_own_group(synth,
     role = synth.template["Resources"][props["Role"]["Fn::GetAtt"][0]]["Properties"]
     assert "ManagedPolicyArns" not in role
     logs = actions_on(role_statements(synth, name), "logs:")
-    assert logs == {f"<{props['LoggingConfig']['LogGroup']['Ref']}.Arn>": {
-        "logs:CreateLogStream", "logs:PutLogEvents"
-    }}
+    assert logs == {
+        f"<{props['LoggingConfig']['LogGroup']['Ref']}.Arn>": {"logs:CreateLogStream", "logs:PutLogEvents"}
+    }
 
 
 # -- the API ---------------------------------------------------------------------------
@@ -183,12 +186,16 @@ def test_routes(synth):
             parent = parent_res["ParentId"]
         paths[logical_id] = "/" + "/".join(parts)
     routes = {
-        (m["Properties"]["HttpMethod"], paths[m["Properties"]["ResourceId"]["Ref"]]):
-            m["Properties"]["Integration"]
+        (m["Properties"]["HttpMethod"], paths[m["Properties"]["ResourceId"]["Ref"]]): m["Properties"][
+            "Integration"
+        ]
         for m in synth.resources("AWS::ApiGateway::Method").values()
     }
     expected = {("POST", f"/v1/models/{m}/predict") for m in synth.config.models}
     expected |= {("POST", "/v1/models/{model}/predict"), ("POST", "/v1/feedback")}
+    # batch jobs: every model's static resource and {model} (no fallback between them)
+    expected |= {("POST", f"/v1/models/{m}/batch-jobs") for m in [*synth.config.models, "{model}"]}
+    expected |= {("GET", "/v1/batch-jobs/{job_id}")}
     assert set(routes) == expected
     for model in synth.config.models:
         integration = routes[("POST", f"/v1/models/{model}/predict")]
@@ -197,12 +204,16 @@ def test_routes(synth):
         assert integration["PassthroughBehavior"] == "NEVER"
     assert routes[("POST", "/v1/models/{model}/predict")]["Type"] == "MOCK"
     assert routes[("POST", "/v1/feedback")]["Type"] == "AWS_PROXY"
+    for route in expected - {("POST", f"/v1/models/{m}/predict") for m in [*synth.config.models, "{model}"]}:
+        assert routes[route]["Type"] == "AWS_PROXY", route
 
 
 def test_usage_plan_throttles_the_key(synth):
     plan = synth.one("AWS::ApiGateway::UsagePlan")["Properties"]
-    assert plan["Throttle"] == {"RateLimit": synth.config.api_rate_limit,
-                                "BurstLimit": synth.config.api_burst_limit}
+    assert plan["Throttle"] == {
+        "RateLimit": synth.config.api_rate_limit,
+        "BurstLimit": synth.config.api_burst_limit,
+    }
     assert plan["Quota"] == {"Limit": synth.config.api_daily_quota, "Period": "DAY"}
     assert len(plan["ApiStages"]) == 1
     key = synth.one("AWS::ApiGateway::UsagePlanKey")["Properties"]
@@ -225,18 +236,22 @@ def test_api_gateway_can_start_only_the_online_workflows(synth):
     machines = synth.resources("AWS::StepFunctions::StateMachine")
     role = synth.stack.online_api.node.find_child("StartSyncExecutionRole")
     role_id = synth.logical_id(role)
-    (policy,) = [p for p in synth.resources("AWS::IAM::Policy").values()
-                 if {"Ref": role_id} in p["Properties"]["Roles"]]
+    (policy,) = [
+        p
+        for p in synth.resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
     (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Action"] == "states:StartSyncExecution"
-    resources = statement["Resource"] if isinstance(statement["Resource"], list) else [
-        statement["Resource"]]
+    resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
     assert sorted(r["Ref"] for r in resources) == sorted(machines)
 
 
 def test_refusals_answer_json(synth):
-    responses = {r["Properties"]["ResponseType"]: r["Properties"]
-                 for r in synth.resources("AWS::ApiGateway::GatewayResponse").values()}
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in synth.resources("AWS::ApiGateway::GatewayResponse").values()
+    }
     assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"
     assert responses["THROTTLED"]["StatusCode"] == "429"
     assert responses["REQUEST_TOO_LARGE"]["StatusCode"] == "413"
@@ -250,8 +265,7 @@ def test_refusals_answer_json(synth):
 def test_endpoint_config_uses_the_configured_instance(synth):
     config = synth.config
     assert config.instance_type == "ml.g4dn.xlarge"  # the GPU default, from cdk.json
-    for props in (c["Properties"] for c in
-                  synth.resources("AWS::SageMaker::EndpointConfig").values()):
+    for props in (c["Properties"] for c in synth.resources("AWS::SageMaker::EndpointConfig").values()):
         (variant,) = props["ProductionVariants"]
         assert variant["InstanceType"] == config.instance_type
         assert variant["InitialInstanceCount"] == config.instance_count
@@ -266,8 +280,7 @@ def test_endpoint_config_uses_the_configured_instance(synth):
 def test_model_is_isolated_and_serves_the_image_and_model_data(synth):
     for model in synth.config.models:
         endpoint = synth.stack.serving.endpoints[model]
-        props = synth.template["Resources"][
-            synth.logical_id(endpoint.node.find_child("Model"))]["Properties"]
+        props = synth.template["Resources"][synth.logical_id(endpoint.node.find_child("Model"))]["Properties"]
         assert props["EnableNetworkIsolation"] is True
         container = props["PrimaryContainer"]
         assert ".dkr.ecr." in resolve(container["Image"])
@@ -305,14 +318,18 @@ def test_endpoint_autoscales_on_invocations_per_instance(synth):
 def test_workflows_may_invoke_only_their_own_endpoint(synth):
     for model, flow in synth.stack.online_api.workflows.items():
         role_id = synth.logical_id(flow.state_machine.role)
-        statements = [s for p in synth.resources("AWS::IAM::Policy").values()
-                      if {"Ref": role_id} in p["Properties"]["Roles"]
-                      for s in resolve(p["Properties"]["PolicyDocument"]["Statement"])]
+        statements = [
+            s
+            for p in synth.resources("AWS::IAM::Policy").values()
+            if {"Ref": role_id} in p["Properties"]["Roles"]
+            for s in resolve(p["Properties"]["PolicyDocument"]["Statement"])
+        ]
         invoke = actions_on(statements, "sagemaker:")
         name = endpoint_name(synth.config.prefix, model)
         assert invoke == {
-            f"arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:endpoint/{name}":
-                {"sagemaker:InvokeEndpoint"}
+            f"arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:endpoint/{name}": {
+                "sagemaker:InvokeEndpoint"
+            }
         }
 
 
@@ -324,11 +341,17 @@ def test_alarms_cover_the_online_and_batch_paths_and_notify_the_topic(synth):
     alarms = synth.resources("AWS::CloudWatch::Alarm")
     names = {a["Properties"]["AlarmName"] for a in alarms.values()}
     expected = {f"{prefix}-api-5xx"}
-    expected |= {f"{prefix}-{fn}-{kind}" for fn in ("preprocess", "postprocess", "feedback")
-                 for kind in ("errors", "throttles")}
+    expected |= {
+        f"{prefix}-{fn}-{kind}"
+        for fn in ("preprocess", "postprocess", "feedback")
+        for kind in ("errors", "throttles")
+    }
     for model in synth.config.models:
-        expected |= {f"{prefix}-online-{model}-failures", f"{prefix}-{model}-errors",
-                     f"{prefix}-{model}-latency"}
+        expected |= {
+            f"{prefix}-online-{model}-failures",
+            f"{prefix}-{model}-errors",
+            f"{prefix}-{model}-latency",
+        }
     # batch (tests/infra/test_cdk_batch.py checks what they measure)
     expected |= {f"{prefix}-batch-{q}-dead-letters" for q in ("uploads", "chunks")}
     expected |= {f"{prefix}-batch-{fn}-errors" for fn in ("split", "chunk", "dead-letter")}
