@@ -6,6 +6,7 @@
   inferline predict MODEL --instance JSON | --file FILE.jsonl
   inferline feedback PREDICTION_ID ACTUAL | --file FILE.csv (prediction_id,actual)
   inferline features load MODEL FILE.csv
+  inferline batch MODEL FILE.csv --email ADDRESS   submit, upload and follow a batch job
   inferline train MODEL [--data FILE.csv | --rows N --drift D] [--version V] [--current]
 The API URL and key come from INFERLINE_API_URL / INFERLINE_API_KEY, else the local runtime.
 """
@@ -76,6 +77,13 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("file", type=Path)
     f.add_argument("--table", help="table name (default: the local runtime's features table)")
     f.set_defaults(run=cmd_features_load)
+
+    s = sub.add_parser("batch", help="submit a CSV for batch predictions and follow the job")
+    s.add_argument("model")
+    s.add_argument("file", type=Path)
+    s.add_argument("--email", required=True, help="where the results link is sent")
+    s.add_argument("--timeout", type=float, default=3600, help="seconds to follow the job")
+    s.set_defaults(run=cmd_batch)
 
     s = sub.add_parser("train", help="train a model version from a CSV (or demo data)")
     s.add_argument("model")
@@ -183,6 +191,22 @@ def cmd_features_load(args, config: LocalConfig) -> int:
     if len(report.rejected) > 50:
         console.print(f"  ... and {len(report.rejected) - 50} more")
     return 0 if report.ok else 2
+
+
+def cmd_batch(args, config: LocalConfig) -> int:
+    from local_runtime.batch_client import follow_job, submit_file
+
+    with _api(config) as api:
+        job = submit_file(api, args.model, args.file, args.email, console)
+        final = follow_job(api, job["job_id"], args.timeout, console)
+    if final["status"] != "succeeded":
+        console.print(f"[red]job {final['job_id']} {final['status']}:[/] {final.get('failure_reason')}")
+        return 1
+    console.print(
+        f"job {final['job_id']}: {final['rows_ok']} row(s) predicted, {final['rows_failed']} failed"
+    )
+    console.print(f"results: {final['results_url']}\nerrors:  {final['errors_url']}")
+    return 0
 
 
 def cmd_train(args, config: LocalConfig) -> int:

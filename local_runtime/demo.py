@@ -7,7 +7,9 @@ nothing), and where each record landed in the embedded AWS.
 
 from __future__ import annotations
 
+import csv
 import json
+from pathlib import Path
 
 import httpx
 from rich.console import Console
@@ -15,6 +17,7 @@ from rich.table import Table
 
 from inferline.prediction_log import from_dynamo
 from inferline.resources import bucket_name, table_name
+from local_runtime.batch_client import follow_job, submit_file
 from local_runtime.config import LocalConfig
 from local_runtime.up import local_client, local_resource
 
@@ -120,10 +123,40 @@ def run_demo(config: LocalConfig, model: str = "purchase-propensity") -> None:
         "[dim]The email was erased before anything was logged; the actual sits beside "
         "the prediction for retraining.[/]"
     )
+    step(5, "Batch: a CSV with a few bad rows, uploaded, processed, and the results emailed")
+    sample = write_batch_sample(config.path("demo-data", "batch-sample.csv"))
+    job = submit_file(client, model, sample, "you@example.com", console)
+    final = follow_job(client, job["job_id"], 120, console)
+    console.print(
+        f"job {final['status']}: {final['rows_ok']} rows predicted, {final['rows_failed']} in errors.csv"
+    )
+    errors = httpx.get(final["errors_url"]).text if final.get("errors_url") else ""
+    console.print(errors.strip())
+    mail = next(p for p in sorted(config.path("outbox").glob("*.eml")) if job["job_id"] in p.read_text())
+    console.print(f"the email is in the outbox: {mail}")
+    console.print("\n".join(mail.read_text().splitlines()[:4]))
+
     console.print(
         f"\n[bold green]Done.[/] The platform is still up at {config.api_url}; "
         "try `inferline predict` or stop it with `make down`."
     )
+
+
+def write_batch_sample(path: Path) -> Path:
+    """Forty good rows from the demo generator and three bad ones, as a user's file would be."""
+    from model_artifacts.demo_data import generate_requests
+
+    columns = ["user_id", "price", "category", "device", "country", "session_pages", "hour_of_day",
+               "discount_pct", "email"]  # fmt: skip
+    rows = generate_requests(40, seed=11)
+    rows[5] = rows[5] | {"price": -10}
+    rows[17] = rows[17] | {"category": "cars"}
+    rows[30] = rows[30] | {"hour_of_day": "noon"}
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
 
 
 def step(n: int, text: str) -> None:

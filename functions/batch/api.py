@@ -20,6 +20,7 @@ from inferline.resources import batch_output_key, upload_key
 from inferline.spec import ModelSpec, UnknownModel, available_models
 from inferline.workflow import error_response, response
 
+FIELDS = {"email", "file_name"}
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 PUBLIC_FIELDS = ("job_id", "model", "status", "total_chunks", "chunks_done", "rows_ok", "rows_failed",
                  "failure_reason", "created_at", "updated_at", "finished_at")  # fmt: skip
@@ -44,12 +45,15 @@ def submit_job(
     except ValueError:
         payload = None
     email = payload.get("email") if isinstance(payload, dict) else None
-    if not isinstance(email, str) or not EMAIL.match(email) or set(payload) - {"email"}:
-        detail = {"instance": None, "field": "email", "problem": 'expected {"email": "you@example.com"}'}
+    file_name = payload.get("file_name") if isinstance(payload, dict) else None
+    valid_name = file_name is None or (isinstance(file_name, str) and 0 < len(file_name) <= 255)
+    if not isinstance(email, str) or not EMAIL.match(email) or not valid_name or set(payload) - FIELDS:
+        expected = 'expected {"email": "you@example.com", "file_name": "optional.csv"}'
+        detail = {"instance": None, "field": "email", "problem": expected}
         return response(
             400, {"error": "invalid_request", "message": "malformed batch job request", "details": [detail]}
         )
-    job = create_job(jobs_table, spec.name, email)
+    job = create_job(jobs_table, spec.name, email, file_name=file_name)
     headers = {"Content-Type": "text/csv"}
     url = s3.generate_presigned_url(
         "put_object",

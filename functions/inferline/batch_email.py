@@ -22,6 +22,8 @@ class Mail:
 
 def file_name(job: dict[str, Any]) -> str:
     """The uploaded file's name, as the user knows it."""
+    if job.get("file_name"):
+        return job["file_name"]
     key = job.get("source_key") or ""
     return key.rsplit("/", 1)[-1] or "your file"
 
@@ -30,7 +32,7 @@ def succeeded_mail(job: dict[str, Any], links: dict[str, str], expiry_seconds: i
     """The results email: which file, rows ok / failed, and links to both outputs."""
     name, ok, failed = file_name(job), job.get("rows_ok", 0), job.get("rows_failed", 0)
     total = ok + failed
-    subject = f"inferline batch job {job['job_id']}: {name}: {ok} of {total} rows predicted"
+    subject = f"inferline batch predictions for {name}: {ok} of {total} rows predicted"
     if failed:
         subject += f", {failed} failed"
     lines = [
@@ -52,7 +54,7 @@ def succeeded_mail(job: dict[str, Any], links: dict[str, str], expiry_seconds: i
 def failed_mail(job: dict[str, Any], reason: str) -> Mail:
     """The email of a job that could not run at all, saying why."""
     name = file_name(job)
-    subject = f"inferline batch job {job['job_id']}: {name} failed"
+    subject = f"inferline batch predictions for {name} failed"
     lines = [
         f"Your batch prediction job for {name} (model {job['model']}) failed.",
         "",

@@ -52,6 +52,7 @@ def create_job(
     job_id: str | None = None,
     *,
     source_key: str | None = None,
+    file_name: str | None = None,
     status: str = AWAITING_UPLOAD,
     now: datetime | None = None,
 ) -> dict[str, Any]:
@@ -73,6 +74,8 @@ def create_job(
         item["email"] = email
     if source_key:
         item["source_key"] = source_key
+    if file_name:  # the name the user knows the file by (the upload key is the job id)
+        item["file_name"] = file_name
     try:
         table.put_item(Item=item, ConditionExpression="attribute_not_exists(job_id)")
     except ClientError as exc:

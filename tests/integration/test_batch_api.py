@@ -33,8 +33,8 @@ def wait_for_end(api: httpx.Client, job_id: str, timeout: float = 90) -> dict:
     pytest.fail(f"batch job {job_id} did not end in {timeout}s: {job}")
 
 
-def submit_and_upload(api: httpx.Client, content: bytes) -> str:
-    reply = api.post(f"/v1/models/{MODEL}/batch-jobs", json={"email": "owner@example.com"})
+def submit_and_upload(api: httpx.Client, content: bytes, **extra) -> str:
+    reply = api.post(f"/v1/models/{MODEL}/batch-jobs", json={"email": "owner@example.com", **extra})
     assert reply.status_code == 201, reply.text
     job = reply.json()
     assert job["status"] == "awaiting_upload" and "email" not in job
@@ -77,8 +77,9 @@ def test_bad_submissions_are_4xx(target):
 
 def test_the_email_lands_in_the_outbox(local_target):
     with local_target.client() as api:
-        job_id = submit_and_upload(api, ("\n".join([HEADER, ROWS[0]]) + "\n").encode())
+        job_id = submit_and_upload(api, ("\n".join([HEADER, ROWS[0]]) + "\n").encode(), file_name="leads.csv")
         assert wait_for_end(api, job_id)["status"] == "succeeded"
     mails = [p.read_text() for p in (local_target.home / "outbox").glob("*.eml")]
     mine = [m for m in mails if job_id in m]
-    assert len(mine) == 1 and "To: owner@example.com" in mine[0] and "1 of 1 rows predicted" in mine[0]
+    assert len(mine) == 1 and "To: owner@example.com" in mine[0]
+    assert "Subject: inferline batch predictions for leads.csv: 1 of 1 rows predicted" in mine[0]
