@@ -62,10 +62,14 @@ class ModelState:
 
 
 def create_app(
-    settings: ServingSettings | None = None, load: Callable[[], ModelBundle] | None = None
+    settings: ServingSettings | None = None,
+    load: Callable[[], ModelBundle] | None = None,
+    load_before_serving: bool = False,
 ) -> Starlette:
     """The ASGI app. `load` returns the bundle (default: ModelBundle.load(settings.model_dir));
-    it runs in a thread after start-up, so /ping answers 503 while a large model loads."""
+    it runs in a thread after start-up, so /ping answers 503 while a large model loads; with
+    `load_before_serving` start-up waits for it, so the server listens only once it can
+    answer (one of several workers, whose peers already answer /ping)."""
     settings = settings or ServingSettings.from_env()
     load = load or partial(ModelBundle.load, settings.model_dir)
     state = ModelState()
@@ -98,6 +102,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette):
         loading = asyncio.create_task(load_model(), name="load-model")
+        if load_before_serving:
+            await asyncio.shield(loading)
         try:
             yield
         finally:
@@ -158,12 +164,12 @@ def create_app(
     )
 
 
-def app_from_env() -> Starlette:
+def app_from_env(load_before_serving: bool = False) -> Starlette:
     """uvicorn's app factory (`--factory`): settings from the environment, logging set up."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
     )
-    return create_app(ServingSettings.from_env())
+    return create_app(ServingSettings.from_env(), load_before_serving=load_before_serving)
 
 
 # -- request and response helpers -----------------------------------------------------------

@@ -6,6 +6,7 @@ import multiprocessing
 import signal
 import socket
 import sys
+from functools import partial
 
 from model_artifacts.serving.settings import ServingSettings
 
@@ -14,8 +15,12 @@ def serve(settings: ServingSettings, access_log: bool, reuse_port: bool = False)
     """One server process: uvicorn with uvloop and httptools where installed."""
     import uvicorn
 
+    from model_artifacts.serving.app import app_from_env
+
+    # A worker beside others loads its model before it listens: the kernel then gives new
+    # connections only to workers that can answer them.
     config = uvicorn.Config(
-        "model_artifacts.serving.app:app_from_env",
+        partial(app_from_env, load_before_serving=reuse_port),
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -30,10 +35,7 @@ def serve(settings: ServingSettings, access_log: bool, reuse_port: bool = False)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((settings.host, settings.port))
-    # Listen before the app loads, so this worker is in the kernel's group from the start;
-    # connections it is given queue in its backlog until it is serving.
-    sock.listen(2048)
+    sock.bind((settings.host, settings.port))  # uvicorn listens once start-up is done
     uvicorn.Server(config).run(sockets=[sock])
 
 
