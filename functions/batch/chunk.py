@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.data_masking import DataMasking
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,12 +33,12 @@ from inferline.csv_rows import coerce_row, parse_record, record_spans, record_te
 from inferline.features import get_features
 from inferline.outputs import map_scores
 from inferline.prediction_log import prediction_record, write_prediction_log
+from inferline.redaction import redact
 from inferline.resources import batch_part_key, endpoint_name
 from inferline.spec import ModelSpec
 from inferline.validation import validate_instance
 
 logger = Logger(child=True)
-_masking = DataMasking()
 
 # Endpoint batches: SageMaker's real-time payload limit is 6 MB; stay well under it.
 ENDPOINT_MAX_ROWS = 500
@@ -242,12 +241,7 @@ def _model_reason(detail: Any) -> str:
 def _log_predictions(services, spec, message, batch_no, now, latency_ms, good, records, stored, scored):
     """One prediction-log write per endpoint batch, like one online request; PII erased."""
     key = spec.entity.key
-    requests = [dict(good[i].clean) for i, _, _ in scored]
-    # erase refuses a path that matches nothing: name only fields some row has
-    present = [name for name in spec.pii_fields if any(name in r for r in requests)]
-    if present:
-        fields = [f"instances[*].{name}" for name in present]
-        requests = _masking.erase({"instances": requests}, fields=fields)["instances"]
+    requests = redact(spec, [good[i].clean for i, _, _ in scored])
     log = [
         prediction_record(
             prediction_id=prediction_id(message.job_id, good[i].row),

@@ -14,14 +14,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_masking import DataMasking
-
 from inferline.features import get_features
+from inferline.redaction import redact
 from inferline.spec import ModelSpec, UnknownModel, available_models
 from inferline.validation import InvalidRequest, parse_instances, validate_instances
 from inferline.workflow import MAX_BODY_BYTES, error_response, response
-
-_masking = DataMasking()
 
 
 def preprocess(
@@ -82,21 +79,6 @@ def preprocess(
             "entity_known": known,
         },
     }
-
-
-def redact(spec: ModelSpec, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Copies of the instances with every PII field erased (absent fields stay absent).
-
-    One erase call for the whole request: Powertools parses each field path once per call,
-    which per instance would cost more than the rest of preprocess.
-    """
-    copies = [dict(i) for i in instances]
-    # erase refuses a path that matches nothing: name only fields some instance has
-    present = [name for name in spec.pii_fields if any(name in i for i in copies)]
-    if not present:
-        return copies
-    fields = [f"instances[*].{name}" for name in present]
-    return _masking.erase({"instances": copies}, fields=fields)["instances"]
 
 
 def invalid(reply: dict[str, Any]) -> dict[str, Any]:
