@@ -153,11 +153,13 @@ def coerce_row(spec: ModelSpec, row: dict[str, str]) -> dict[str, Any]:
         if text == "":
             continue
         field = fields.get(name)
-        values[name] = _parse_cell(text, field.type) if field else text
+        values[name] = parse_cell(text, field.type) if field else text
     return values
 
 
-def _parse_cell(text: str, kind: str) -> Any:
+def parse_cell(text: str, kind: str) -> Any:
+    """A CSV cell as the value it stands for; unparseable text stays text and fails validation
+    (batch rows and the feature store's bulk load both read cells through here)."""
     stripped = text.strip()
     try:
         if kind == "int":

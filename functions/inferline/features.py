@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from inferline.csv_rows import parse_cell
 from inferline.spec import ModelSpec
 from inferline.validation import check_value
 
@@ -131,23 +132,10 @@ def _feature_item(spec: ModelSpec, row: dict[str, str], now: str) -> tuple[dict,
         text = (row.get(name) or "").strip()
         if text == "":
             continue  # missing in the file: the spec's default applies at read time
-        value, problem = check_value(feature, _parse_text(text, feature.type))
+        value, problem = check_value(feature, parse_cell(text, feature.type))
         if problem:
             problems.append(f"{name}: {problem}")
         else:
             item[name] = Decimal(str(value)) if feature.type in ("int", "float") else value
     return item, problems
 
-
-def _parse_text(text: str, kind: str) -> Any:
-    """A CSV cell as the value it stands for; unparseable text stays a string and fails checks."""
-    try:
-        if kind == "int":
-            return int(text) if text.lstrip("+-").isdigit() else float(text)
-        if kind == "float":
-            return float(text)
-    except ValueError:
-        return text
-    if kind == "bool":
-        return {"true": True, "false": False, "1": True, "0": False}.get(text.lower(), text)
-    return text
