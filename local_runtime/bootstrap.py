@@ -115,3 +115,87 @@ def bootstrap_batch(prefix: str, sqs, s3, ses, sender: str) -> dict[str, dict[st
     )
     ses.verify_email_identity(EmailAddress=sender)
     return queues
+
+
+# -- retraining: each served model as the CDK stack leaves it, plus its registry ---------------
+
+LOCAL_ROLE_ARN = "arn:aws:iam::123456789012:role/inferline-local-sagemaker"
+LOCAL_INSTANCE_TYPE = "ml.m5.large"
+
+
+def model_archive(model_dir) -> bytes:
+    """model.tar.gz of a model folder, as a SageMaker training job writes it."""
+    import io
+    import tarfile
+    from pathlib import Path
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for path in sorted(Path(model_dir).iterdir()):
+            if path.is_file():
+                tar.add(path, arcname=path.name)
+    return out.getvalue()
+
+
+def bootstrap_model(
+    prefix: str, model: str, version: str, model_dir, image: str, sagemaker, s3, base_training_csv=None
+) -> str:
+    """Upload the served model version, create its SageMaker Model and EndpointConfig, the
+    model's registry group with the version Approved in it (unless it is registered already),
+    and the base training set; returns the EndpointConfig's name."""
+    from retrain import registry
+    from retrain.deploy import VERSION_ENV, resource_name
+
+    from inferline.resources import (
+        base_training_key,
+        endpoint_name,
+        model_package_group,
+        model_version_prefix,
+    )
+
+    artifacts, data = bucket_name(prefix, "artifacts"), bucket_name(prefix, "data")
+    key = f"{model_version_prefix(model)}local-v{version}/output/model.tar.gz"
+    s3.put_object(Bucket=artifacts, Key=key, Body=model_archive(model_dir))
+    model_data_url = f"s3://{artifacts}/{key}"
+    name = resource_name(endpoint_name(prefix, model), f"v{version}", "local")
+    sagemaker.create_model(
+        ModelName=name,
+        ExecutionRoleArn=LOCAL_ROLE_ARN,
+        PrimaryContainer={
+            "Image": image,
+            "ModelDataUrl": model_data_url,
+            "Environment": {VERSION_ENV: version},
+        },
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "InitialInstanceCount": 1,
+                "InstanceType": LOCAL_INSTANCE_TYPE,
+            }
+        ],
+    )
+    group = model_package_group(prefix, model)
+    try:
+        sagemaker.create_model_package_group(ModelPackageGroupName=group)
+    except ClientError:
+        pass  # exists
+    if registry.find(sagemaker, group, version) is None:
+        arn = sagemaker.create_model_package(
+            ModelPackageGroupName=group,
+            ModelPackageDescription=f"version {version} (the version `inferline up` started with)",
+            InferenceSpecification={
+                "Containers": [{"Image": image, "ModelDataUrl": model_data_url}],
+                "SupportedContentTypes": ["application/json", "text/csv"],
+                "SupportedResponseMIMETypes": ["application/json"],
+            },
+            ModelApprovalStatus=registry.APPROVED,
+            CustomerMetadataProperties={"inferline:version": version, "inferline:decision": "initial"},
+        )["ModelPackageArn"]
+        registry.set_status(sagemaker, arn, registry.APPROVED, "initial version, served at startup")
+    if base_training_csv is not None:
+        s3.put_object(Bucket=data, Key=base_training_key(model), Body=base_training_csv)
+    return name

@@ -8,6 +8,9 @@
   inferline features load MODEL FILE.csv
   inferline batch MODEL FILE.csv --email ADDRESS   submit, upload and follow a batch job
   inferline train MODEL [--data FILE.csv | --rows N --drift D] [--version V] [--current]
+  inferline retrain MODEL [--param KEY=VALUE]      run the retraining workflow locally
+  inferline models MODEL                           registered versions, and which one serves
+  inferline rollback MODEL [--to VERSION]          serve a previous approved version again
 The API URL and key come from INFERLINE_API_URL / INFERLINE_API_KEY, else the local runtime.
 """
 
@@ -94,6 +97,24 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--version", help="version label (default: derived from data and spec)")
     s.add_argument("--current", action="store_true", help="make it the version `up` serves")
     s.set_defaults(run=cmd_train)
+
+    s = sub.add_parser("retrain", help="run the retraining workflow on the local platform")
+    s.add_argument("model")
+    s.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE",
+        help="estimator hyperparameter override for this run; repeatable",
+    )  # fmt: skip
+    s.set_defaults(run=cmd_retrain)
+
+    s = sub.add_parser("models", help="list a model's registered versions")
+    s.add_argument("model")
+    s.set_defaults(run=cmd_models)
+
+    s = sub.add_parser("rollback", help="serve a previous approved version of a model again")
+    s.add_argument("model")
+    s.add_argument("--to", dest="to_version", help="the version (default: the newest older approved one)")
+    s.add_argument("--timeout", type=float, default=180, help="seconds to wait for the endpoint")
+    s.set_defaults(run=cmd_rollback)
     return p
 
 
@@ -237,6 +258,87 @@ def cmd_train(args, config: LocalConfig) -> int:
         f"{' and made current (restart `inferline up` to serve it)' if args.current else ''}"
     )
     console.print_json(json.dumps(bundle.metrics))
+    return 0
+
+
+def _require_up(config: LocalConfig) -> None:
+    from local_runtime import up
+
+    if not up.is_up(config):
+        raise RuntimeError("inferline is not running: start it with `inferline up --detach` (or `make up`)")
+
+
+def cmd_retrain(args, config: LocalConfig) -> int:
+    from local_runtime.retrain import LocalRetraining, local_services, write_outbox
+    from model_artifacts.train import parse_hyperparameter
+
+    _require_up(config)
+    params = {}
+    for pair in args.param:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--param {pair!r} is not KEY=VALUE")
+        params[key.strip()] = parse_hyperparameter(value)
+    with console.status("[bold]Retraining...") as status:
+        runner = LocalRetraining(
+            local_services(config), on_step=lambda name: status.update(f"[bold]Retraining: {name}...")
+        )
+        result = runner.run(args.model, params)
+    console.print(f"steps: {' > '.join(result.path)}")
+    console.print(result.notification.get("message", ""))
+    note = write_outbox(config, result)
+    if note:
+        console.print(f"notification: {note}")
+    return 1 if result.outcome == "failed" else 0
+
+
+def cmd_models(args, config: LocalConfig) -> int:
+    from retrain import deploy, registry
+    from rich.table import Table
+
+    from inferline.resources import endpoint_name, model_package_group
+    from local_runtime.retrain import local_services
+
+    _require_up(config)
+    svc = local_services(config)
+    serving = deploy.champion(svc.sagemaker, endpoint_name(config.prefix, args.model))
+    metric = svc.load_spec(args.model).evaluation.metric
+    table = Table(title=f"{args.model}: registered versions")
+    for column in ("version", "status", metric, f"champion {metric}", "registered", "note"):
+        table.add_column(column)
+    for v in registry.versions(svc.sagemaker, model_package_group(config.prefix, args.model)):
+        meta = v["metadata"]
+        status = v["approval"] + (" (serving)" if v["version"] == serving["version"] else "")
+        table.add_row(
+            v["version"], status, meta.get(f"contender_{metric}", "-"), meta.get(f"champion_{metric}", "-"),
+            v["created_at"][:19], v["description"][:80],
+        )  # fmt: skip
+    console.print(table)
+    console.print(f"serving: version {serving['version']} (endpoint config {serving['endpoint_config']})")
+    return 0
+
+
+def cmd_rollback(args, config: LocalConfig) -> int:
+    import time
+
+    from retrain import deploy, steps
+
+    from local_runtime.retrain import local_services
+
+    _require_up(config)
+    svc = local_services(config)
+    deployment = steps.rollback(args.model, svc, args.to_version)
+    with console.status(f"Rolling {args.model} back to version {deployment['version']}..."):
+        deadline = time.monotonic() + args.timeout
+        while deploy.status(svc.sagemaker, deployment["endpoint"])["status"] in ("Updating", "Creating"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the endpoint was still updating after {args.timeout:.0f} s")
+            time.sleep(0.5)
+        deploy.verify(svc.sagemaker, deployment)
+    console.print(
+        f"{args.model}: version {deployment['version']} serves again "
+        f"(was {deployment['rolled_back_from']}); the registry records the rollback"
+    )
     return 0
 
 

@@ -2,7 +2,7 @@
 
   INFERLINE_HOME          local state (models, demo data, logs, outbox)  default <repo>/.inferline
   INFERLINE_API_PORT      the local API Gateway                          default 3000
-  INFERLINE_SERVING_PORT  the model server (first model; next models +1) default 8080
+  INFERLINE_SERVING_PORT  the SageMaker endpoints (model servers behind) default 8080
   INFERLINE_AWS_PORT      the embedded AWS (moto server)                 default 5000
   INFERLINE_API_KEY       the key clients send in x-api-key              default local-dev-key
   INFERLINE_PREFIX        resource name prefix                           default inferline

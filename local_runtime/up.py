@@ -168,11 +168,7 @@ def up(config: LocalConfig) -> None:
     for d in ("logs", "run", "outbox", "models"):
         config.path(d).mkdir(parents=True, exist_ok=True)
     models = served_models(config)
-    busy = [
-        p
-        for p in [config.aws_port, config.api_port] + [config.serving_port + i for i in range(len(models))]
-        if not port_free(p)
-    ]
+    busy = [p for p in [config.aws_port, config.api_port, config.serving_port] if not port_free(p)]
     if busy:
         raise StartupError(
             f"ports already in use on {HOST}: {busy} (is inferline already up? "
@@ -200,37 +196,16 @@ def up(config: LocalConfig) -> None:
             f"{' (created)' if created['tables'] else ''}; {loaded} users' features loaded"
         )
 
-        serving_urls = {}
-        for index, model in enumerate(models):
-            port = config.serving_port + index
-            proc = start_process(
-                config,
-                f"serving-{model}",
-                [
-                    "-m",
-                    "model_artifacts.serving",
-                    "--model-dir",
-                    str(model_dir(config, model)),
-                    "--host",
-                    HOST,
-                    "--port",
-                    str(port),
-                    "--workers",
-                    "1",  # one process per model locally: simple to watch and to stop
-                ],
-            )
-            stack.callback(stop_process, proc)
-            with console.status(f"[bold]Starting the model server for {model}..."):
-                wait_for(f"{config.serving_url(index)}/ping", 60, proc, f"model server for {model}")
-            serving_urls[model] = config.serving_url(index)
-            console.print(f"  model server for {model} at {serving_urls[model]}")
+        endpoints = start_endpoints(config, models, stack)
+        router_url = config.serving_url()
+        serving_urls = {model: router_url for model in models}
 
         import uvicorn
 
         from local_runtime.gateway import create_app
 
-        # The batch workers reach the model the way the chunk Lambda does: sagemaker-runtime,
-        # here pointed at the local model server (one model locally: the first one).
+        # The batch workers reach the models the way the chunk Lambda does: sagemaker-runtime,
+        # here pointed at the local endpoints' front door.
         os.environ.update(
             {
                 "CHUNKS_QUEUE_URL": queues["batch-chunks"]["url"],
@@ -238,19 +213,64 @@ def up(config: LocalConfig) -> None:
                 "EMAIL_SENDER": config.email_sender,
                 "OUTBOX_DIR": str(config.path("outbox")),
             }
-            | ({"AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": serving_urls[models[0]]} if models else {})
+            | {"AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": router_url}
         )
         app = create_app(config, serving_urls)
         stop_workers = start_batch_workers(config, queues)
         stack.callback(stop_workers.set)
         config.path("run", "endpoints.json").write_text(
-            json.dumps({"api": config.api_url, "aws": config.aws_url, "serving": serving_urls})
+            json.dumps(
+                {
+                    "api": config.api_url,
+                    "aws": config.aws_url,
+                    "sagemaker": router_url,
+                    "serving": serving_urls,
+                }
+            )
         )
         console.print(
             f"[bold green]inferline is up:[/] API at {config.api_url} "
             f"(x-api-key: {config.api_key}); Ctrl-C to stop"
         )
+        del endpoints  # held by the router's thread until shutdown
         uvicorn.run(app, host=HOST, port=config.api_port, log_level="warning")
+
+
+def start_endpoints(config: LocalConfig, models: list[str], stack: ExitStack):
+    """One SageMaker endpoint per model, as the CDK stack leaves it (Model, EndpointConfig,
+    the version Approved in its registry group), served by a local model server behind the
+    endpoints' front door on the serving port."""
+    import threading
+
+    import uvicorn
+
+    from inferline.resources import endpoint_name
+    from local_runtime.bootstrap import bootstrap_model
+    from local_runtime.sagemaker_local import LOCAL_IMAGE, LocalEndpoints, router_app
+    from model_artifacts.bundle import ModelBundle
+
+    sagemaker, s3 = local_client(config, "sagemaker"), local_client(config, "s3")
+    endpoints = LocalEndpoints(config, sagemaker, s3)
+    stack.callback(endpoints.stop_all)
+    for model in models:
+        with console.status(f"[bold]Starting the endpoint for {model}..."):
+            bundle = ModelBundle.load(model_dir(config, model))
+            base = config.path("demo-data", "train.csv") if model == DEMO_MODEL else None
+            config_name = bootstrap_model(
+                config.prefix, model, bundle.version, model_dir(config, model), LOCAL_IMAGE, sagemaker, s3,
+                base.read_bytes() if base and base.is_file() else None,
+            )  # fmt: skip
+            endpoints.create(endpoint_name(config.prefix, model), model, config_name)
+        console.print(f"  endpoint {endpoint_name(config.prefix, model)}: {model} version {bundle.version}")
+    server = uvicorn.Server(
+        uvicorn.Config(router_app(endpoints), host=HOST, port=config.serving_port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, name="sagemaker-endpoints", daemon=True)
+    thread.start()
+    stack.callback(setattr, server, "should_exit", True)
+    wait_for(f"{config.serving_url()}/ping", 30, None, "local SageMaker endpoints")
+    console.print(f"  SageMaker endpoints (runtime and control) at {config.serving_url()}")
+    return endpoints
 
 
 def start_batch_workers(config: LocalConfig, queues: dict[str, dict[str, str]]):

@@ -8,8 +8,9 @@ SageMaker training contract (every path can be overridden on the command line):
   extra outputs   SM_OUTPUT_DATA_DIR     (optional): a copy of metrics.json
   hyperparameters SM_INPUT_CONFIG_DIR/hyperparameters.json (default /opt/ml/input/config);
                   values arrive as strings and are parsed ("150" -> 150, "true" -> True).
-                  `model`, `version` and `seed` are read by this script; every other key is
-                  an estimator parameter overriding spec.training.params.
+                  `model`, `version` and `seed` are read by this script; `params` (a JSON
+                  object) and every other key are estimator parameters overriding
+                  spec.training.params.
   failure reason  SM_OUTPUT_DIR/failure  (when SM_OUTPUT_DIR is set)
 
     python -m model_artifacts.train --spec purchase-propensity --train data/train.csv \\
@@ -54,7 +55,7 @@ SCORE_BASELINE = "__score__"  # baseline key for the distribution of predicted s
 HISTOGRAM_BINS = 10
 QUANTILES = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95, "p99": 0.99}
 # Hyperparameters this script reads itself; every other one goes to the estimator.
-RESERVED_HYPERPARAMETERS = ("model", "version", "seed")
+RESERVED_HYPERPARAMETERS = ("model", "version", "seed", "params")
 SHOWN_ROWS = 10  # how many offending rows an error message lists
 
 
@@ -413,8 +414,12 @@ def run(args: argparse.Namespace, extra: list[str]) -> ModelBundle:
     model = args.spec or hyper.pop("model", None) or os.environ.get("INFERLINE_MODEL")
     version = args.version or hyper.pop("version", None)
     seed = args.seed if args.seed is not None else hyper.pop("seed", None)
+    overrides = hyper.pop("params", None) or {}  # one JSON object, as the retraining workflow passes it
+    if not isinstance(overrides, dict):
+        raise TrainingError(f"hyperparameter 'params' must be a JSON object, got {overrides!r}")
     for key in RESERVED_HYPERPARAMETERS:
         hyper.pop(key, None)
+    hyper = overrides | hyper
     if not model:
         raise TrainingError("no model: pass --spec, a 'model' hyperparameter or $INFERLINE_MODEL")
     spec = resolve_spec(str(model))

@@ -103,3 +103,30 @@ def ground_truth_key(model: str, predicted_at: datetime, prediction_id: str) -> 
     """One object per prediction id, partitioned by the prediction's date (not the feedback's),
     so repeated feedback overwrites the same object instead of duplicating it."""
     return f"ground-truth/model={model}/dt={predicted_at:%Y-%m-%d}/{prediction_id}.json"
+
+
+# -- retraining: the registry, the workflow, and the S3 layout of datasets and models -------
+
+
+def model_package_group(prefix: str, model: str) -> str:
+    """One SageMaker Model Registry group per model; every contender is a version in it."""
+    return f"{prefix}-{model}"
+
+
+def retrain_state_machine_name(prefix: str) -> str:
+    return f"{prefix}-retrain"
+
+
+def base_training_key(model: str) -> str:
+    """The base training set (CSV: model inputs + target) each retraining adds to the logs."""
+    return f"training/{model}/base.csv"
+
+
+def retrain_run_prefix(model: str, run_id: str) -> str:
+    """Datasets, manifest and evaluation of one retraining run (artifacts bucket)."""
+    return f"retraining/{model}/{run_id}/"
+
+
+def model_version_prefix(model: str) -> str:
+    """Where training jobs write model versions (artifacts bucket)."""
+    return f"models/{model}/"

@@ -125,6 +125,19 @@ class EvaluationSpec(_Strict):
     slice_tolerance: float = Field(default=0.02, ge=0)
 
 
+class RetrainingSpec(_Strict):
+    """How a retraining run builds its dataset from production data."""
+
+    # Prediction logs joined with ground truth over this many days before the run.
+    window_days: int = Field(default=35, ge=1, le=3650)
+    # Fewer labeled production rows than this is a reported skip, not a training run.
+    min_labeled_rows: int = Field(default=500, ge=10)
+    # Label balance: every class must be at least this share of the labeled rows.
+    min_class_share: float = Field(default=0.01, ge=0, lt=0.5)
+    # The newest share of labeled production rows is the holdout both models are scored on.
+    holdout_fraction: float = Field(default=0.3, gt=0, lt=1)
+
+
 class LoggingSpec(_Strict):
     prediction_ttl_days: int = Field(default=90, ge=1, le=3650)
 
@@ -144,6 +157,7 @@ class ModelSpec(_Strict):
     output: OutputSpec
     training: TrainingSpec
     evaluation: EvaluationSpec
+    retraining: RetrainingSpec = RetrainingSpec()
     logging: LoggingSpec = LoggingSpec()
 
     @model_validator(mode="before")

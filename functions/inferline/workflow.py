@@ -65,3 +65,96 @@ ENDPOINT_UNAVAILABLE_RESPONSE = response(
     },
     headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
 )
+
+
+# -- the retraining workflow ----------------------------------------------------------------
+#
+# In AWS a Step Functions STANDARD workflow per stack ("<prefix>-retrain"), started by
+# EventBridge Scheduler (monthly), the CLI or a drift alarm with {"model": "<name>"}; on one
+# machine local_runtime.retrain runs the same plain functions (functions/retrain/) in the
+# same order. Each step writes its result under its own key of the state:
+#
+#   input            {"model", "trigger"?, "params"?: {hyperparameter overrides}}
+#   BuildDataset     $.dataset  {"status": "ready"|"skipped", "reason", "run_id",
+#                    "contender_version", "champion": {"version", "model_data_url", "image",
+#                    "model_name", "endpoint_config"}, "train_uri", "holdout_uri",
+#                    "manifest_uri", "output_uri", "evaluation_uri", "training_job_name",
+#                    "evaluation_job_name", "hyperparameters": {str: str}, "rows": {...}}
+#   HasEnoughData    Choice on $.dataset.status: "skipped" goes to Notify (a reported skip)
+#   Train            SageMaker training job (.sync) on the serving image's `train` program:
+#                    channel "train" = $.dataset.train_uri, output $.dataset.output_uri
+#                    -> $.training {"model_data_url"}
+#   Evaluate         SageMaker processing job (.sync) running model_artifacts.evaluate on
+#                    the holdout with contender and champion -> evaluation.json + .md under
+#                    $.dataset.evaluation_uri
+#   Gate             $.gate {"decision": "promote"|"reject", "reasons": [...],
+#                    "contender": {metric: value}, "champion": {metric: value}}
+#   Register         $.registry {"model_package_arn", "package_version", "approval"}
+#   IsPromoted       Choice on $.gate.decision: "reject" goes to Notify
+#   Deploy           $.deployment {"endpoint", "endpoint_config", "previous_endpoint_config",
+#                    "model_name"}  (CreateModel, CreateEndpointConfig, UpdateEndpoint with
+#                    blue/green canary and auto-rollback alarms)
+#   WaitForEndpoint  Wait, then CheckEndpoint: $.endpoint_status {"status"}; EndpointSettled
+#                    loops back while the endpoint is Updating
+#   VerifyDeployment reads back the endpoint's EndpointConfigName: anything but the new one
+#                    (SageMaker rolled back) fails the promotion
+#   Notify           the outcome (promoted, rejected, skipped) with the metrics side by side
+#   a failed step    is caught into $.error {"Error", "Cause"} -> NotifyFailure -> RetrainingFailed
+
+BUILD_DATASET = "BuildDataset"
+HAS_ENOUGH_DATA = "HasEnoughData"
+TRAIN = "Train"
+EVALUATE = "Evaluate"
+GATE = "Gate"
+REGISTER = "Register"
+IS_PROMOTED = "IsPromoted"
+DEPLOY = "Deploy"
+WAIT_FOR_ENDPOINT = "WaitForEndpoint"
+CHECK_ENDPOINT = "CheckEndpoint"
+ENDPOINT_SETTLED = "EndpointSettled"
+VERIFY_DEPLOYMENT = "VerifyDeployment"
+NOTIFY = "Notify"
+DONE = "Done"
+NOTIFY_FAILURE = "NotifyFailure"
+RETRAINING_FAILED = "RetrainingFailed"
+
+# The promotion path, in order (with one pass through the wait loop).
+RETRAIN_STEPS: tuple[str, ...] = (
+    BUILD_DATASET, HAS_ENOUGH_DATA, TRAIN, EVALUATE, GATE, REGISTER, IS_PROMOTED, DEPLOY,
+    WAIT_FOR_ENDPOINT, CHECK_ENDPOINT, ENDPOINT_SETTLED, VERIFY_DEPLOYMENT, NOTIFY, DONE,
+)  # fmt: skip
+# The other ends: a skip, a rejection, and any failure.
+RETRAIN_SKIP_STEPS: tuple[str, ...] = (BUILD_DATASET, HAS_ENOUGH_DATA, NOTIFY, DONE)
+RETRAIN_REJECT_STEPS: tuple[str, ...] = RETRAIN_STEPS[: RETRAIN_STEPS.index(IS_PROMOTED) + 1] + (NOTIFY, DONE)
+RETRAIN_FAILURE_TAIL: tuple[str, ...] = (NOTIFY_FAILURE, RETRAINING_FAILED)
+# Steps that do work (and so carry retries and a catch into NotifyFailure).
+RETRAIN_TASKS: tuple[str, ...] = (
+    BUILD_DATASET, TRAIN, EVALUATE, GATE, REGISTER, DEPLOY, CHECK_ENDPOINT, VERIFY_DEPLOYMENT, NOTIFY,
+)  # fmt: skip
+# The Lambda-backed steps and the functions/retrain/handlers.py function each runs.
+RETRAIN_LAMBDAS: dict[str, str] = {
+    BUILD_DATASET: "build_dataset",
+    GATE: "gate",
+    REGISTER: "register",
+    DEPLOY: "deploy",
+    CHECK_ENDPOINT: "check_endpoint",
+    VERIFY_DEPLOYMENT: "verify_deployment",
+    NOTIFY: "notify",
+    NOTIFY_FAILURE: "notify",
+}
+# Where each step's result goes in the state.
+RETRAIN_RESULT_PATHS: dict[str, str] = {
+    BUILD_DATASET: "$.dataset",
+    TRAIN: "$.training",
+    EVALUATE: "$.evaluation",
+    GATE: "$.gate",
+    REGISTER: "$.registry",
+    DEPLOY: "$.deployment",
+    CHECK_ENDPOINT: "$.endpoint_status",
+    VERIFY_DEPLOYMENT: "$.verification",
+    NOTIFY: "$.notification",
+    NOTIFY_FAILURE: "$.notification",
+}
+# Endpoint states that mean "still changing": the wait loop goes round again.
+ENDPOINT_CHANGING = ("Creating", "Updating", "SystemUpdating", "RollingBack")
+ENDPOINT_WAIT_SECONDS = 60

@@ -1,0 +1,144 @@
+"""Deploy, check, verify and roll back: the endpoint moves to a new Model and EndpointConfig
+through a blue/green UpdateEndpoint with auto-rollback alarms, and the workflow reads back
+which config the endpoint actually runs, because SageMaker rolls back silently.
+
+Every function takes a `sagemaker` client: boto3's in AWS; locally the runtime's, whose
+endpoint calls reach the local model servers (local_runtime/sagemaker_local.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+# The environment variable a Model's container carries its inferline version in.
+VERSION_ENV = "INFERLINE_MODEL_VERSION"
+# Blue/green: canary one instance when there are at least two, else all at once; the new
+# fleet bakes before the old one goes, and an alarm in either phase rolls back.
+CANARY_WAIT_SECONDS = 300
+TERMINATION_WAIT_SECONDS = 600
+MAX_NAME = 63
+
+
+class PromotionRolledBack(RuntimeError):
+    """The endpoint does not run the config the deployment asked for: SageMaker (or the local
+    runtime) rolled the update back. The error name is what the state machine sees."""
+
+
+def resource_name(*parts: str) -> str:
+    """A SageMaker resource name (<= 63 chars, [a-zA-Z0-9-]); long names keep a hash suffix."""
+    name = re.sub(r"[^a-zA-Z0-9-]+", "-", "-".join(parts)).strip("-")
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: MAX_NAME - 9].rstrip('-')}-{digest}"
+
+
+def champion(sm, endpoint: str) -> dict[str, Any]:
+    """What the endpoint serves now: its config, model, image, model data and version."""
+    described = sm.describe_endpoint(EndpointName=endpoint)
+    config_name = described["EndpointConfigName"]
+    config = sm.describe_endpoint_config(EndpointConfigName=config_name)
+    model_name = config["ProductionVariants"][0]["ModelName"]
+    container = sm.describe_model(ModelName=model_name)["PrimaryContainer"]
+    return {
+        "endpoint": endpoint,
+        "endpoint_config": config_name,
+        "model_name": model_name,
+        "image": container["Image"],
+        "model_data_url": container.get("ModelDataUrl"),
+        "version": (container.get("Environment") or {}).get(VERSION_ENV),
+    }
+
+
+def start(
+    sm,
+    *,
+    endpoint: str,
+    version: str,
+    model_data_url: str,
+    image: str,
+    role_arn: str,
+    alarms: list[str],
+    run_id: str,
+) -> dict[str, Any]:
+    """Create the version's Model and an EndpointConfig like the current one but for it, then
+    UpdateEndpoint (blue/green, auto-rollback). Returns the deployment to check and verify."""
+    current_name = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+    current = sm.describe_endpoint_config(EndpointConfigName=current_name)
+    template = sm.describe_model(ModelName=current["ProductionVariants"][0]["ModelName"])["PrimaryContainer"]
+    model_name = resource_name(endpoint, f"v{version}", run_id)
+    sm.create_model(
+        ModelName=model_name,
+        ExecutionRoleArn=role_arn,
+        PrimaryContainer={
+            "Image": image,
+            "ModelDataUrl": model_data_url,
+            "Environment": (template.get("Environment") or {}) | {VERSION_ENV: str(version)},
+        },
+    )
+    variants = [
+        {k: v for k, v in variant.items() if k in _VARIANT_KEYS} | {"ModelName": model_name}
+        for variant in current["ProductionVariants"]
+    ]
+    config_name = resource_name(endpoint, f"v{version}", run_id)
+    config_args: dict[str, Any] = {"EndpointConfigName": config_name, "ProductionVariants": variants}
+    for key in ("DataCaptureConfig", "KmsKeyId"):
+        if current.get(key):
+            config_args[key] = current[key]
+    sm.create_endpoint_config(**config_args)
+    instances = sum(int(v.get("InitialInstanceCount", 1)) for v in variants)
+    routing: dict[str, Any] = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": CANARY_WAIT_SECONDS}
+    if instances >= 2:
+        routing = {
+            "Type": "CANARY",
+            "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
+            "WaitIntervalInSeconds": CANARY_WAIT_SECONDS,
+        }
+    sm.update_endpoint(
+        EndpointName=endpoint,
+        EndpointConfigName=config_name,
+        DeploymentConfig={
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": routing,
+                "TerminationWaitInSeconds": TERMINATION_WAIT_SECONDS,
+            },
+            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": a} for a in alarms]},
+        },
+    )
+    return {
+        "endpoint": endpoint,
+        "endpoint_config": config_name,
+        "previous_endpoint_config": current_name,
+        "model_name": model_name,
+        "version": str(version),
+    }
+
+
+_VARIANT_KEYS = (
+    "VariantName", "InitialInstanceCount", "InstanceType", "InitialVariantWeight", "AcceleratorType",
+    "VolumeSizeInGB", "ModelDataDownloadTimeoutInSeconds", "ContainerStartupHealthCheckTimeoutInSeconds",
+    "ServerlessConfig", "ManagedInstanceScaling", "RoutingConfig",
+)  # fmt: skip
+
+
+def status(sm, endpoint: str) -> dict[str, Any]:
+    described = sm.describe_endpoint(EndpointName=endpoint)
+    return {
+        "status": described["EndpointStatus"],
+        "endpoint_config": described["EndpointConfigName"],
+        "failure_reason": described.get("FailureReason"),
+    }
+
+
+def verify(sm, deployment: dict[str, Any]) -> dict[str, Any]:
+    """Succeeds only if the endpoint is InService on the deployment's config."""
+    now = status(sm, deployment["endpoint"])
+    if now["status"] != "InService" or now["endpoint_config"] != deployment["endpoint_config"]:
+        raise PromotionRolledBack(
+            f"endpoint {deployment['endpoint']} is {now['status']} on {now['endpoint_config']}, "
+            f"not on {deployment['endpoint_config']} (version {deployment['version']}): the update "
+            f"was rolled back{': ' + now['failure_reason'] if now.get('failure_reason') else ''}"
+        )
+    return {"serving_version": deployment["version"], "endpoint_config": now["endpoint_config"]}

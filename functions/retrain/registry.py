@@ -1,0 +1,136 @@
+"""The SageMaker Model Registry: one model package group per model, one package per contender,
+Approved (promoted) or Rejected, with its metrics and evaluation report.
+
+inferline's model version is the package's version number, assigned before training (so the
+model bundle, the endpoint's Model and every prediction log carry the same number); the
+package records it in its customer metadata as well.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+APPROVED = "Approved"
+REJECTED = "Rejected"
+PENDING = "PendingManualApproval"
+_META = "inferline:"
+
+
+def versions(sm, group: str) -> list[dict[str, Any]]:
+    """Every registered version of the group, oldest first."""
+    summaries = []
+    token = None
+    while True:
+        kwargs = {"ModelPackageGroupName": group, "SortBy": "CreationTime", "SortOrder": "Ascending"}
+        if token:
+            kwargs["NextToken"] = token
+        try:
+            page = sm.list_model_packages(**kwargs)
+        except sm.exceptions.ClientError as exc:  # the group does not exist yet
+            if "does not exist" in str(exc) or exc.response["Error"]["Code"] == "ResourceNotFound":
+                return []
+            raise
+        summaries += page.get("ModelPackageSummaryList", [])
+        token = page.get("NextToken")
+        if not token:
+            break
+    return [describe(sm, s["ModelPackageArn"]) for s in summaries]
+
+
+def describe(sm, arn: str) -> dict[str, Any]:
+    package = sm.describe_model_package(ModelPackageName=arn)
+    meta = package.get("CustomerMetadataProperties") or {}
+    container = (package.get("InferenceSpecification") or {}).get("Containers", [{}])[0]
+    return {
+        "arn": package["ModelPackageArn"],
+        "package_version": package.get("ModelPackageVersion"),
+        "version": meta.get(f"{_META}version") or str(package.get("ModelPackageVersion")),
+        "approval": package.get("ModelApprovalStatus"),
+        "description": package.get("ApprovalDescription") or "",
+        "created_at": str(package.get("CreationTime", "")),
+        "image": container.get("Image"),
+        "model_data_url": container.get("ModelDataUrl"),
+        "metadata": {k.removeprefix(_META): v for k, v in meta.items()},
+    }
+
+
+def find(sm, group: str, version: str) -> dict[str, Any] | None:
+    return next((v for v in versions(sm, group) if v["version"] == str(version)), None)
+
+
+def next_version(sm, group: str, champion_version: str | None) -> str:
+    """The version the next contender gets: one above every registered version and the
+    champion's (which may predate the registry)."""
+    numbers = [int(v["version"]) for v in versions(sm, group) if str(v["version"]).isdigit()]
+    if champion_version and str(champion_version).isdigit():
+        numbers.append(int(champion_version))
+    return str(max(numbers, default=0) + 1)
+
+
+def register(
+    sm,
+    *,
+    group: str,
+    version: str,
+    image: str,
+    model_data_url: str,
+    gate: dict[str, Any],
+    evaluation_uri: str,
+    run_id: str,
+) -> dict[str, Any]:
+    """Register the contender, Approved if the gate promoted it, else Rejected."""
+    approval = APPROVED if gate["decision"] == "promote" else REJECTED
+    metric = gate["metric"]
+    metadata = {
+        "version": str(version),
+        "run_id": run_id,
+        "decision": gate["decision"],
+        "metric": metric,
+        f"contender_{metric}": f"{gate['contender'][metric]:.6f}",
+        "evaluation": evaluation_uri,
+    }
+    if gate.get("champion"):
+        metadata |= {
+            "champion_version": str(gate["champion"]["version"]),
+            f"champion_{metric}": f"{gate['champion'][metric]:.6f}",
+        }
+    reply = sm.create_model_package(
+        ModelPackageGroupName=group,
+        ModelPackageDescription=f"version {version} (run {run_id})",
+        InferenceSpecification={
+            "Containers": [{"Image": image, "ModelDataUrl": model_data_url}],
+            "SupportedContentTypes": ["application/json", "text/csv"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+        ModelApprovalStatus=approval,
+        ModelMetrics={
+            "ModelQuality": {
+                "Statistics": {"ContentType": "application/json", "S3Uri": evaluation_uri + "evaluation.json"}
+            }
+        },
+        CustomerMetadataProperties={_META + k: v[:256] for k, v in metadata.items()},
+    )
+    arn = reply["ModelPackageArn"]
+    description = "; ".join(gate["reasons"])[:1024]
+    # The approval description is not a CreateModelPackage parameter: set it right after.
+    set_status(sm, arn, approval, description)
+    package = describe(sm, arn)
+    return {
+        "model_package_arn": arn,
+        "package_version": package["package_version"],
+        "version": str(version),
+        "approval": approval,
+    }
+
+
+def set_status(sm, arn: str, approval: str, description: str, extra: dict[str, str] | None = None) -> None:
+    """Change a package's approval and note why; its metadata is kept (UpdateModelPackage
+    replaces what it is given, so the whole set is sent back)."""
+    current = sm.describe_model_package(ModelPackageName=arn).get("CustomerMetadataProperties") or {}
+    metadata = current | {_META + k: v[:256] for k, v in (extra or {}).items()}
+    sm.update_model_package(
+        ModelPackageArn=arn,
+        ModelApprovalStatus=approval,
+        ApprovalDescription=description[:1024],
+        CustomerMetadataProperties=metadata,
+    )

@@ -1,0 +1,265 @@
+"""The retraining workflow's Lambda-backed steps, one function per state, each taking the
+workflow state and returning what goes under its result path (inferline.workflow).
+
+handlers.py runs them in Lambda; local_runtime/retrain.py runs them on one machine, with the
+same Services pointed at the embedded AWS and the local endpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from inferline.resources import endpoint_name, model_package_group, model_version_prefix
+from inferline.spec import ModelSpec
+from retrain import dataset, deploy, gate, registry
+from retrain.deploy import PromotionRolledBack
+
+PROMOTED, REJECTED, SKIPPED, FAILED = "promoted", "rejected", "skipped", "failed"
+
+
+@dataclass
+class Services:
+    s3: Any
+    sagemaker: Any
+    sns: Any
+    load_spec: Callable[[str], ModelSpec]
+    data_bucket: str
+    artifacts_bucket: str
+    prefix: str
+    sagemaker_role_arn: str
+    rollback_alarms: dict[str, list[str]] = field(default_factory=dict)
+    topic_arn: str | None = None
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+def new_run_id(now: datetime) -> str:
+    return f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+
+
+def build_dataset(state: dict[str, Any], svc: Services) -> dict[str, Any]:
+    model = state["model"]
+    spec = svc.load_spec(model)
+    now = svc.now()
+    run_id = state.get("run_id") or new_run_id(now)
+    champion = deploy.champion(svc.sagemaker, endpoint_name(svc.prefix, model))
+    version = registry.next_version(
+        svc.sagemaker, model_package_group(svc.prefix, model), champion["version"]
+    )
+    built = dataset.build_dataset(svc.s3, spec=spec, data_bucket=svc.data_bucket, run_id=run_id, now=now)
+    job = deploy.resource_name(svc.prefix, model, f"v{version}", run_id)
+    models = f"s3://{svc.artifacts_bucket}/{model_version_prefix(model)}"
+    return built | {
+        "run_id": run_id,
+        "contender_version": version,
+        "champion": champion,
+        "training_job_name": job,
+        "evaluation_job_name": deploy.resource_name(svc.prefix, model, "eval", f"v{version}", run_id),
+        "output_uri": models,
+        # Beside the model version SageMaker writes under <output>/<job>/output/model.tar.gz.
+        "evaluation_uri": f"{models}{job}/evaluation/",
+        "hyperparameters": {
+            "seed": str(spec.training.seed),
+            "params": json.dumps(state.get("params") or {}, sort_keys=True),
+        },
+    }
+
+
+def run_gate(state: dict[str, Any], svc: Services) -> dict[str, Any]:
+    report = json.loads(_read(svc.s3, state["dataset"]["evaluation_uri"] + "evaluation.json"))
+    return gate.decide(report) | {"report": state["dataset"]["evaluation_uri"] + "evaluation.md"}
+
+
+def register(state: dict[str, Any], svc: Services) -> dict[str, Any]:
+    data = state["dataset"]
+    return registry.register(
+        svc.sagemaker,
+        group=model_package_group(svc.prefix, state["model"]),
+        version=data["contender_version"],
+        image=data["champion"]["image"],
+        model_data_url=state["training"]["model_data_url"],
+        gate=state["gate"],
+        evaluation_uri=data["evaluation_uri"],
+        run_id=data["run_id"],
+    )
+
+
+def start_deployment(state: dict[str, Any], svc: Services) -> dict[str, Any]:
+    data = state["dataset"]
+    return deploy.start(
+        svc.sagemaker,
+        endpoint=endpoint_name(svc.prefix, state["model"]),
+        version=data["contender_version"],
+        model_data_url=state["training"]["model_data_url"],
+        image=data["champion"]["image"],
+        role_arn=svc.sagemaker_role_arn,
+        alarms=svc.rollback_alarms.get(state["model"], []),
+        run_id=data["run_id"],
+    )
+
+
+def check_endpoint(state: dict[str, Any], svc: Services) -> dict[str, Any]:
+    return deploy.status(svc.sagemaker, state["deployment"]["endpoint"])
+
+
+def verify_deployment(state: dict[str, Any], svc: Services) -> dict[str, Any]:
+    """The endpoint must run the new config; if SageMaker rolled back, the registered version
+    is marked Rejected (it never served) and the promotion fails."""
+    try:
+        return deploy.verify(svc.sagemaker, state["deployment"])
+    except PromotionRolledBack as exc:
+        registry.set_status(
+            svc.sagemaker,
+            state["registry"]["model_package_arn"],
+            registry.REJECTED,
+            f"deployment rolled back: {exc}",
+            {"rolled_back_at": svc.now().isoformat(timespec="seconds")},
+        )
+        raise
+
+
+# -- notify ---------------------------------------------------------------------------------
+
+
+def outcome(state: dict[str, Any]) -> str:
+    if state.get("error"):
+        return FAILED
+    if (state.get("dataset") or {}).get("status") == dataset.SKIPPED:
+        return SKIPPED
+    return PROMOTED if (state.get("gate") or {}).get("decision") == gate.PROMOTE else REJECTED
+
+
+def notification(state: dict[str, Any]) -> tuple[str, str]:
+    """(subject, body) telling what the run did, with the metrics side by side and links."""
+    model, result = state["model"], outcome(state)
+    data = state.get("dataset") or {}
+    version = data.get("contender_version", "?")
+    champion = (data.get("champion") or {}).get("version") or "?"
+    subject = {
+        PROMOTED: f"[inferline] {model}: version {version} promoted (replaces {champion})",
+        REJECTED: f"[inferline] {model}: version {version} rejected; version {champion} keeps serving",
+        SKIPPED: f"[inferline] {model}: retraining skipped",
+        FAILED: f"[inferline] {model}: retraining failed; version {champion} keeps serving",
+    }[result]
+    lines = [subject.removeprefix("[inferline] "), ""]
+    if result == SKIPPED:
+        lines.append(f"Reason: {data.get('reason')}")
+    if result == FAILED:
+        error = state["error"]
+        lines.append(f"Failed: {error.get('Error')}: {_cause(error.get('Cause'))}")
+    decision = state.get("gate")
+    if decision:
+        metrics = sorted(decision["contender"].keys() - {"version"})
+        lines += ["", f"{'metric':<24}{'contender v' + str(version):>18}{'champion v' + str(champion):>18}"]
+        for name in metrics:
+            new = decision["contender"].get(name)
+            old = (decision.get("champion") or {}).get(name)
+            lines.append(f"{name:<24}{_num(new):>18}{_num(old):>18}")
+        lines += ["", "Gate:", *(f"  - {reason}" for reason in decision["reasons"])]
+        lines.append(f"Evaluation report: {decision.get('report')}")
+    if data.get("rows"):
+        rows = data["rows"]
+        lines.append(
+            f"Dataset: {rows.get('train', 0):,} training rows ({rows.get('base', 0):,} base), "
+            f"{rows.get('holdout', 0):,} holdout rows; manifest {data.get('manifest_uri')}"
+        )
+    if state.get("registry"):
+        reg = state["registry"]
+        lines.append(f"Registry: {reg['model_package_arn']} ({reg['approval']})")
+    return subject, "\n".join(lines) + "\n"
+
+
+def notify(state: dict[str, Any], svc: Services) -> dict[str, Any]:
+    subject, body = notification(state)
+    if svc.topic_arn:
+        svc.sns.publish(TopicArn=svc.topic_arn, Subject=subject[:99], Message=body)
+    return {"outcome": outcome(state), "subject": subject, "message": body}
+
+
+def _cause(cause: Any) -> str:
+    """Step Functions gives a Lambda error's Cause as JSON text: show its message."""
+    if isinstance(cause, str):
+        try:
+            parsed = json.loads(cause)
+        except ValueError:
+            return cause
+        if isinstance(parsed, dict):
+            return str(parsed.get("errorMessage") or parsed.get("FailureReason") or parsed)
+    return str(cause)
+
+
+def _num(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+
+
+def _read(s3, uri: str) -> bytes:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+# -- rollback ---------------------------------------------------------------------------------
+
+
+class RollbackError(ValueError):
+    pass
+
+
+def rollback(model: str, svc: Services, to_version: str | None = None) -> dict[str, Any]:
+    """Re-point the endpoint to a previous approved version (the newest one older than what
+    serves now, or `to_version`) and record it in the registry. Returns the deployment; the
+    caller waits for the endpoint and verifies it, as the workflow does."""
+    sm = svc.sagemaker
+    endpoint = endpoint_name(svc.prefix, model)
+    group = model_package_group(svc.prefix, model)
+    serving = deploy.champion(sm, endpoint)
+    approved = [v for v in registry.versions(sm, group) if v["approval"] == registry.APPROVED]
+    others = [v for v in approved if v["version"] != serving["version"]]
+    if to_version is not None:
+        target = next((v for v in others if v["version"] == str(to_version)), None)
+        if target is None:
+            raise RollbackError(
+                f"version {to_version} of {model} is not an approved version other than the one "
+                f"serving ({serving['version']}); approved: {[v['version'] for v in approved] or 'none'}"
+            )
+    else:
+        older = [v for v in others if _older(v["version"], serving["version"])]
+        if not older:
+            raise RollbackError(
+                f"{model} version {serving['version']} has no earlier approved version to roll back to"
+            )
+        target = older[-1]
+    now = svc.now()
+    deployment = deploy.start(
+        sm,
+        endpoint=endpoint,
+        version=target["version"],
+        model_data_url=target["model_data_url"],
+        image=target["image"] or serving["image"],
+        role_arn=svc.sagemaker_role_arn,
+        alarms=svc.rollback_alarms.get(model, []),
+        run_id=f"rollback-{now:%Y%m%d-%H%M%S}",
+    )
+    stamp = now.isoformat(timespec="seconds")
+    current = next((v for v in approved if v["version"] == serving["version"]), None)
+    if current:
+        registry.set_status(
+            sm, current["arn"], registry.REJECTED,
+            f"rolled back to version {target['version']} at {stamp}", {"rolled_back_at": stamp},
+        )  # fmt: skip
+    registry.set_status(
+        sm, target["arn"], registry.APPROVED,
+        f"restored by a rollback from version {serving['version']} at {stamp}", {"restored_at": stamp},
+    )  # fmt: skip
+    return deployment | {"rolled_back_from": serving["version"]}
+
+
+def _older(a: str, b: str | None) -> bool:
+    if b is None:
+        return True
+    if a.isdigit() and b.isdigit():
+        return int(a) < int(b)
+    return a < b
