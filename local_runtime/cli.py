@@ -3,6 +3,7 @@
   inferline up [--detach]            start everything on 127.0.0.1 (foreground by default)
   inferline down                     stop a detached platform
   inferline demo                     start it if needed and walk through the online loop
+  inferline demo-retrain             start it if needed and walk through a retraining cycle
   inferline predict MODEL --instance JSON | --file FILE.jsonl
   inferline feedback PREDICTION_ID ACTUAL | --file FILE.csv (prediction_id,actual)
   inferline features load MODEL FILE.csv
@@ -59,6 +60,9 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="walk through predictions, a bad request and feedback")
     s.set_defaults(run=cmd_demo)
+
+    s = sub.add_parser("demo-retrain", help="walk through a retraining cycle (promote, reject, rollback)")
+    s.set_defaults(run=cmd_demo_retrain)
 
     s = sub.add_parser("predict", help="send a predict request")
     s.add_argument("model")
@@ -141,6 +145,15 @@ def cmd_demo(args, config: LocalConfig) -> int:
 
     up.start_detached(config)
     run_demo(config)
+    return 0
+
+
+def cmd_demo_retrain(args, config: LocalConfig) -> int:
+    from local_runtime import up
+    from local_runtime.demo_retrain import run_retrain_demo
+
+    up.start_detached(config)
+    run_retrain_demo(config)
     return 0
 
 
@@ -293,53 +306,66 @@ def cmd_retrain(args, config: LocalConfig) -> int:
 
 
 def cmd_models(args, config: LocalConfig) -> int:
-    from retrain import deploy, registry
+    _require_up(config)
+    print_models(config, args.model)
+    return 0
+
+
+def print_models(config: LocalConfig, model: str) -> None:
     from rich.table import Table
 
     from inferline.resources import endpoint_name, model_package_group
     from local_runtime.retrain import local_services
+    from retrain import deploy, registry
 
-    _require_up(config)
     svc = local_services(config)
-    serving = deploy.champion(svc.sagemaker, endpoint_name(config.prefix, args.model))
-    metric = svc.load_spec(args.model).evaluation.metric
-    table = Table(title=f"{args.model}: registered versions")
-    for column in ("version", "status", metric, f"champion {metric}", "registered", "note"):
-        table.add_column(column)
-    for v in registry.versions(svc.sagemaker, model_package_group(config.prefix, args.model)):
+    serving = deploy.champion(svc.sagemaker, endpoint_name(config.prefix, model))
+    metric = svc.load_spec(model).evaluation.metric
+    table = Table(title=f"{model}: registered versions")
+    for column in ("version", "status", metric, "vs champion", "registered", "why"):
+        table.add_column(column, overflow="fold")
+    for v in registry.versions(svc.sagemaker, model_package_group(config.prefix, model)):
         meta = v["metadata"]
         status = v["approval"] + (" (serving)" if v["version"] == serving["version"] else "")
+        versus = (
+            f"v{meta['champion_version']}: {meta.get(f'champion_{metric}', '-')[:6]}"
+            if meta.get("champion_version")
+            else "-"
+        )
         table.add_row(
-            v["version"], status, meta.get(f"contender_{metric}", "-"), meta.get(f"champion_{metric}", "-"),
-            v["created_at"][:19], v["description"][:80],
+            v["version"], status, meta.get(f"contender_{metric}", "-")[:6], versus,
+            v["created_at"][:16], v["description"].split(";")[0][:60],
         )  # fmt: skip
     console.print(table)
     console.print(f"serving: version {serving['version']} (endpoint config {serving['endpoint_config']})")
-    return 0
 
 
 def cmd_rollback(args, config: LocalConfig) -> int:
+    _require_up(config)
+    rollback(config, args.model, args.to_version, args.timeout)
+    return 0
+
+
+def rollback(config: LocalConfig, model: str, to_version: str | None = None, timeout: float = 180) -> None:
+    """Roll back, wait for the endpoint to settle, and check it serves the version asked for."""
     import time
 
+    from local_runtime.retrain import local_services
     from retrain import deploy, steps
 
-    from local_runtime.retrain import local_services
-
-    _require_up(config)
     svc = local_services(config)
-    deployment = steps.rollback(args.model, svc, args.to_version)
-    with console.status(f"Rolling {args.model} back to version {deployment['version']}..."):
-        deadline = time.monotonic() + args.timeout
+    deployment = steps.rollback(model, svc, to_version)
+    with console.status(f"Rolling {model} back to version {deployment['version']}..."):
+        deadline = time.monotonic() + timeout
         while deploy.status(svc.sagemaker, deployment["endpoint"])["status"] in ("Updating", "Creating"):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the endpoint was still updating after {args.timeout:.0f} s")
+                raise TimeoutError(f"the endpoint was still updating after {timeout:.0f} s")
             time.sleep(0.5)
         deploy.verify(svc.sagemaker, deployment)
     console.print(
-        f"{args.model}: version {deployment['version']} serves again "
+        f"{model}: version {deployment['version']} serves again "
         f"(was {deployment['rolled_back_from']}); the registry records the rollback"
     )
-    return 0
 
 
 if __name__ == "__main__":

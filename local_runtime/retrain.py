@@ -22,10 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retrain import steps
-from retrain.dataset import SKIPPED
-from retrain.gate import PROMOTE
-
 from inferline.resources import bucket_name, retrain_state_machine_name
 from inferline.spec import load_spec
 from inferline.workflow import (
@@ -50,6 +46,9 @@ from inferline.workflow import (
 )
 from local_runtime.bootstrap import LOCAL_ROLE_ARN, model_archive
 from local_runtime.config import REPO_ROOT, LocalConfig
+from retrain import steps
+from retrain.dataset import SKIPPED
+from retrain.gate import PROMOTE
 
 
 class JobFailed(RuntimeError):

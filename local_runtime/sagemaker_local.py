@@ -272,7 +272,6 @@ def router_app(endpoints: LocalEndpoints) -> Starlette:
             Route("/_local/endpoints/{name}", update, methods=["POST"]),
             Route("/ping", ping, methods=["GET"]),
         ],
-        on_shutdown=[client.aclose],
     )
 
 

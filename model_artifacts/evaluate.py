@@ -41,9 +41,6 @@ log = logging.getLogger("inferline.evaluate")
 
 EVALUATION_JSON = "evaluation.json"
 EVALUATION_MD = "evaluation.md"
-# A slice value with fewer holdout rows than this is reported but not judged: its metric
-# would be noise.
-MIN_SLICE_ROWS = 30
 LOWER_IS_BETTER = ("log_loss",)
 PROCESSING = Path("/opt/ml/processing")
 
@@ -63,7 +60,7 @@ def evaluate(holdout: pd.DataFrame, contender: ModelBundle, champion: ModelBundl
         "promotion_margin": spec.evaluation.promotion_margin,
         "slice_tolerance": spec.evaluation.slice_tolerance,
         "slices": list(spec.evaluation.slices),
-        "min_slice_rows": MIN_SLICE_ROWS,
+        "min_slice_rows": spec.evaluation.min_slice_rows,
         "holdout_rows": len(holdout),
         "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "contender": _score(spec, contender, holdout, y),
@@ -84,14 +81,14 @@ def _score(spec: ModelSpec, bundle: ModelBundle, holdout: pd.DataFrame, y: np.nd
             rows = values == value
             slices[column][value] = {
                 "rows": int(rows.sum()),
-                spec.evaluation.metric: _slice_metric(bundle, y[rows], proba[rows]),
+                spec.evaluation.metric: _slice_metric(spec, bundle, y[rows], proba[rows]),
             }
     return {"version": bundle.version, "overall": overall, "slices": slices, "trained": bundle.info}
 
 
-def _slice_metric(bundle: ModelBundle, y: np.ndarray, proba: np.ndarray) -> float | None:
-    """The main metric on one slice, or None where it is undefined (one class only)."""
-    if len(y) < MIN_SLICE_ROWS or len(set(y.tolist())) < 2:
+def _slice_metric(spec: ModelSpec, bundle: ModelBundle, y: np.ndarray, proba: np.ndarray) -> float | None:
+    """The main metric on one slice, or None where it is not judged: too few rows, one class."""
+    if len(y) < spec.evaluation.min_slice_rows or len(set(y.tolist())) < 2:
         return None
     metrics, _ = holdout_metrics(bundle.spec, bundle.classes, y, proba)
     return metrics[bundle.spec.evaluation.metric]

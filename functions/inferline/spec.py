@@ -123,6 +123,8 @@ class EvaluationSpec(_Strict):
     promotion_margin: float = Field(default=0.0, ge=0)
     slices: list[str] = Field(default_factory=list)
     slice_tolerance: float = Field(default=0.02, ge=0)
+    # A slice value with fewer holdout rows is reported but not judged: its metric is noise.
+    min_slice_rows: int = Field(default=200, ge=1)
 
 
 class RetrainingSpec(_Strict):

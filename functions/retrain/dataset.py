@@ -40,7 +40,8 @@ class Dataset:
     """The rows of one run, before they are written."""
 
     columns: list[str]
-    production: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (created_at, row)
+    # (created_at, prediction_id, row): sorted on the first two, the split is the same every run
+    production: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     base: list[dict[str, Any]] = field(default_factory=list)
     dropped: Counter = field(default_factory=Counter)  # reason -> rows
     counts: Counter = field(default_factory=Counter)
@@ -66,7 +67,7 @@ def collect(s3, bucket: str, spec: ModelSpec, now: datetime) -> Dataset:
         if problem:
             data.dropped[problem] += 1
         else:
-            data.production.append((record["created_at"], row))
+            data.production.append((record["created_at"], record["prediction_id"], row))
     data.counts["ground_truth_without_prediction"] = len(actuals)
     data.base = _base_rows(s3, bucket, spec, data)
     return data
@@ -117,7 +118,7 @@ def split(spec: ModelSpec, data: Dataset) -> tuple[list[dict], list[dict], str |
                 f"retraining needs at least {rules.min_labeled_rows}"
             ),
         )
-    classes = Counter(row[spec.target.name] for _, row in data.production)
+    classes = Counter(row[spec.target.name] for *_, row in data.production)
     for cls in spec.target.classes:
         share = classes.get(cls, 0) / labeled
         if share < rules.min_class_share:
@@ -129,7 +130,7 @@ def split(spec: ModelSpec, data: Dataset) -> tuple[list[dict], list[dict], str |
                     f"(below the spec's minimum share of {rules.min_class_share:.1%})"
                 ),
             )
-    ordered = [row for _, row in sorted(data.production, key=lambda item: item[0])]
+    ordered = [row for _, _, row in sorted(data.production, key=lambda item: item[:2])]
     cut = len(ordered) - max(1, round(len(ordered) * rules.holdout_fraction))
     return data.base + ordered[:cut], ordered[cut:], None
 

@@ -32,11 +32,8 @@ def decide(report: dict[str, Any]) -> dict[str, Any]:
     margin = report["promotion_margin"]
     reasons = []
     if gain < margin:
-        reasons.append(
-            f"{metric} {new:.4f} vs champion {old:.4f}: "
-            f"{'improves' if gain > 0 else 'does not improve'} by {abs(gain):.4f}, "
-            f"the margin is {margin}"
-        )
+        change = f"better by only {gain:.4f}" if gain > 0 else f"worse by {-gain:.4f}"
+        reasons.append(f"{metric} {new:.4f} vs champion {old:.4f}: {change}; promotion needs {margin}")
     tolerance = report["slice_tolerance"]
     for column, cells in contender["slices"].items():
         for value, cell in cells.items():
