@@ -11,6 +11,7 @@ the local endpoints, which swap model servers blue/green (local_runtime/sagemake
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -90,8 +91,12 @@ class LocalRetraining:
         wait_seconds: float = 0.5,
         deploy_timeout: float = 180,
         on_step: Callable[[str], None] | None = None,
+        jobs_in_process: bool = False,
     ):
+        """`jobs_in_process` runs the training and evaluation entry points in this process
+        (the same code, without a Python start-up per job: for tests)."""
         self.svc = svc
+        self.jobs_in_process = jobs_in_process
         self.python = python
         self.wait_seconds = wait_seconds
         self.deploy_timeout = deploy_timeout
@@ -199,11 +204,15 @@ class LocalRetraining:
     def _run_job(
         self, args: list[str], env: dict[str, str], failure_file: Path | None, error: type[JobFailed]
     ) -> None:
-        done = subprocess.run(args, env=os.environ | env, cwd=REPO_ROOT, capture_output=True, text=True)
-        if done.returncode != 0:
+        if self.jobs_in_process:
+            code, output = _run_in_process(args[2], args[3:], env)
+        else:
+            done = subprocess.run(args, env=os.environ | env, cwd=REPO_ROOT, capture_output=True, text=True)
+            code, output = done.returncode, done.stderr or done.stdout
+        if code != 0:
             reason = failure_file.read_text() if failure_file and failure_file.is_file() else ""
-            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-            raise error(reason or " | ".join(tail) or f"exit code {done.returncode}")
+            tail = output.strip().splitlines()[-5:]
+            raise error(reason or " | ".join(tail) or f"exit code {code}")
 
     def _download_prefix(self, uri: str, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -218,6 +227,22 @@ class LocalRetraining:
         folder.mkdir(parents=True, exist_ok=True)
         bucket, key = _split(uri)
         self.svc.s3.download_file(bucket, key, str(folder / key.rsplit("/", 1)[-1]))
+
+
+def _run_in_process(module: str, argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """`python -m module argv...` with `env` added, in this process: (exit code, error text)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return importlib.import_module(module).main(argv) or 0, ""
+    except Exception as exc:
+        return 1, f"{type(exc).__name__}: {exc}"
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _split(uri: str) -> tuple[str, str]:
