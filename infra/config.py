@@ -42,6 +42,11 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "apiDailyQuota": (100_000, "API requests per day, per API key (0: no quota)"),
     "servingImage": ("", "serving image URI to use instead of building the Dockerfile"),
     "powertoolsLayerArn": ("", "Powertools layer ARN (empty: the public layer, by SSM)"),
+    "retrainSchedule": ("cron(0 3 1 * ? *)", "when every model is retrained: an EventBridge "
+                        "Scheduler cron(...) in UTC (empty: only when started by hand)"),
+    "retrainEmails": ([], "addresses subscribed to the retraining outcomes topic"),
+    "trainingInstanceType": ("ml.m5.large", "instance type of the retraining's training and "
+                             "evaluation jobs"),
 }
 # Per-model key: where the trained model.tar.gz is (see ModelData below).
 MODEL_DATA_KEY = "modelData."
@@ -53,6 +58,10 @@ PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,23}$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # SageMaker real-time instance types: ml.<family>.<size>
 INSTANCE_TYPE_PATTERN = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
+# Instance families with a 'g' after the generation are Graviton (arm64), e.g. ml.c7g.large.
+GRAVITON_FAMILY = re.compile(r"^ml\.[a-z]+\d+g[a-z]*\.")
+# EventBridge Scheduler cron: minutes hours day-of-month month day-of-week year.
+CRON_PATTERN = re.compile(r"^cron\((\S+) (\S+) (\S+) (\S+) (\S+) (\S+)\)$")
 # A presigned link signed with a Lambda role's temporary credentials dies with them: never
 # promise more than the longest role session (12 h).
 MAX_LINK_EXPIRY_SECONDS = 43_200
@@ -104,6 +113,9 @@ class Config:
     api_daily_quota: int | None
     serving_image: str | None
     powertools_layer_arn: str | None
+    retrain_schedule: str | None
+    retrain_emails: tuple[str, ...]
+    training_instance_type: str
     model_data: dict[str, ModelData] = field(default_factory=dict)
 
     @property
@@ -162,6 +174,18 @@ def load_config(context: Mapping[str, Any]) -> Config:
         else "expected an ECR image URI with a tag or digest")
     layer = get("powertoolsLayerArn", _as_str, lambda v: None if not v or v.startswith("arn:")
                 else "expected a Lambda layer version ARN")
+    schedule = get("retrainSchedule", _as_str, _cron_or_empty)
+    retrain_emails = get("retrainEmails", _as_list, lambda v: None if all(
+        EMAIL_PATTERN.match(e) for e in v) else "expected email addresses")
+    training_instance_type = get("trainingInstanceType", str, lambda v: None if (
+        INSTANCE_TYPE_PATTERN.match(v)) else "expected a SageMaker instance type such as ml.m5.large")
+    # Training and evaluation run the image the endpoints serve, built for one architecture
+    # (unknown when servingImage names a prebuilt one).
+    if not serving_image and (bool(GRAVITON_FAMILY.match(instance_type))
+                              != bool(GRAVITON_FAMILY.match(training_instance_type))):
+        problems.append(f"trainingInstanceType={training_instance_type!r}: must have the same "
+                        f"CPU architecture as instanceType ({instance_type}): training runs the "
+                        "serving image")
 
     known = available_models()
     for model in models:
@@ -175,6 +199,10 @@ def load_config(context: Mapping[str, Any]) -> Config:
         if len(endpoint_name(prefix, model)) > 63:
             problems.append(f"models: endpoint name '{endpoint_name(prefix, model)}' is over "
                             "SageMaker's 63 characters; shorten the prefix or model name")
+        if len(retrain_schedule_name(prefix, model)) > 64:
+            problems.append(f"models: schedule name '{retrain_schedule_name(prefix, model)}' is "
+                            "over EventBridge Scheduler's 64 characters; shorten the prefix or "
+                            "model name")
     if len(set(models)) != len(models):
         problems.append(f"models: listed twice: {sorted({m for m in models if models.count(m) > 1})}")
 
@@ -215,6 +243,9 @@ def load_config(context: Mapping[str, Any]) -> Config:
         api_daily_quota=quota or None,
         serving_image=serving_image or None,
         powertools_layer_arn=layer or None,
+        retrain_schedule=schedule or None,
+        retrain_emails=tuple(retrain_emails),
+        training_instance_type=training_instance_type,
         model_data=model_data,
     )
 
@@ -233,13 +264,17 @@ def _model_data(value: str) -> ModelData:
     return ModelData(local_path=path)
 
 
+def retrain_schedule_name(prefix: str, model: str) -> str:
+    return f"{prefix}-retrain-{model}"
+
+
 def _as_list(value: Any) -> list[str]:
     """A JSON list from cdk.json, or "a,b" / '["a","b"]' from the command line."""
     if isinstance(value, str):
         text = value.strip()
         value = json.loads(text) if text.startswith("[") else text.split(",")
     if not isinstance(value, list):
-        raise ValueError("expected a list of model names")
+        raise ValueError("expected a list of names")
     return [str(v).strip() for v in value if str(v).strip()]
 
 
@@ -260,6 +295,18 @@ def _as_str(value: Any) -> str:
 
 def _at_least(low: int) -> Callable[[int], str | None]:
     return lambda v: None if v >= low else f"must be at least {low}"
+
+
+def _cron_or_empty(value: str) -> str | None:
+    if not value:
+        return None
+    match = CRON_PATTERN.match(value)
+    if not match:
+        return "expected cron(minutes hours day-of-month month day-of-week year), e.g. cron(0 3 1 * ? *)"
+    day_of_month, day_of_week = match.group(3), match.group(5)
+    if (day_of_month == "?") == (day_of_week == "?"):
+        return "exactly one of day-of-month and day-of-week must be '?'"
+    return None
 
 
 def _email_or_empty(value: str) -> str | None:

@@ -1,6 +1,6 @@
-"""Observability: alarms on every part of the online and batch paths, an SNS topic they
-notify, and a CloudWatch dashboard that follows a prediction from the API to the endpoint and
-back, and a batch job from its queue to its email.
+"""Observability: alarms on every part of the online and batch paths and on failed retraining
+runs, an SNS topic they notify, and a CloudWatch dashboard that follows a prediction from the
+API to the endpoint and back, and a batch job from its queue to its email.
 
 The endpoint's error and latency alarms are made by Serving (a deployment rolls back on
 them); here they are wired to the topic and shown with the rest.
@@ -20,6 +20,7 @@ from constructs import Construct
 from infra.batch import JOBS_FAILED_METRIC, MAX_RECEIVE_COUNT, Batch
 from infra.config import Config
 from infra.online_api import OnlineApi
+from infra.retraining import Retraining
 from infra.serving import Serving
 
 PERIOD = Duration.minutes(5)
@@ -36,6 +37,7 @@ class Observability(Construct):
         serving: Serving,
         online_api: OnlineApi,
         batch: Batch,
+        retraining: Retraining,
     ) -> None:
         super().__init__(scope, construct_id)
         prefix = config.prefix
@@ -109,6 +111,23 @@ class Observability(Construct):
                 ),
                 f"The {model} workflow failed or timed out (the caller got a 500 or 504).",
             )
+
+        retrain = retraining.state_machine
+        alarm(
+            "RetrainFailures",
+            "retrain-failures",
+            cloudwatch.MathExpression(
+                expression="failed + timedOut",
+                using_metrics={
+                    "failed": retrain.metric_failed(period=PERIOD, statistic="Sum"),
+                    "timedOut": retrain.metric_timed_out(period=PERIOD, statistic="Sum"),
+                },
+                label="failed or timed out",
+                period=PERIOD,
+            ),
+            "A retraining run failed or timed out (a rolled-back promotion included); the "
+            "retraining topic got the error, and the execution's history shows the step.",
+        )
 
         for q in batch.queues:
             dlq = q.dead_letter_queue

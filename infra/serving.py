@@ -25,8 +25,8 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from inferline.resources import endpoint_name
-from infra.config import REPO_ROOT, Config, ConfigError, ModelData
+from inferline.resources import endpoint_name, model_version_prefix
+from infra.config import GRAVITON_FAMILY, REPO_ROOT, Config, ConfigError, ModelData
 from infra.nag import acknowledge, arn_of
 from infra.storage import DATA_CAPTURE_PREFIX, Storage
 
@@ -41,12 +41,11 @@ IMAGE_EXCLUDES = [
     "**/__pycache__", "**/*.pyc", "*.egg-info", "build", "dist", "tests", "bench", "docs",
     "infra",
 ]  # fmt: skip
-# Instance families with a 'g' after the generation are Graviton (arm64), e.g. ml.c7g.large.
-GRAVITON_FAMILY = re.compile(r"^ml\.[a-z]+\d+g[a-z]*\.")
 # NVIDIA GPU families (g4dn, g5, g6, p3, p4d, p5...) get the Dockerfile's CUDA base image; any
 # other instance gets the slim CPU base the Dockerfile offers through its BASE_IMAGE arg.
 GPU_FAMILY = re.compile(r"^ml\.[gp]\d")
 CPU_BASE_IMAGE = "python:3.12-slim"
+PULL_ACTIONS = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
 SAGEMAKER_AUTOSCALING_ROLE = (
     "aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
     "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
@@ -159,6 +158,12 @@ class ModelEndpoint(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
+        # SageMaker's guardrails docs: the execution role must be able to describe the
+        # auto-rollback alarms (CloudFormation's deploys and retraining's both name them).
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["cloudwatch:DescribeAlarms"], resources=[a.alarm_arn for a in self.alarms]
+        ))
+
         if config.instance_count >= 2:
             # One instance first (at most half the fleet, as SageMaker requires), then the rest.
             routing = sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
@@ -234,15 +239,20 @@ class ModelEndpoint(Construct):
         )
 
     def _model_data(self, data: ModelData, role: iam.Role) -> str:
-        """The model.tar.gz URL, and read access to exactly that object for the role."""
+        """The model.tar.gz URL, and read access to exactly that object for the role.
+
+        Keeps the object's and its bucket's ARNs: retraining's evaluation job reads this first
+        champion too (later versions live under models/<model>/ in the artifacts bucket)."""
         if data.local_path is not None:
             asset = s3_assets.Asset(self, "ModelData", path=str(data.local_path))
             url = asset.s3_object_url
             object_arn = asset.bucket.arn_for_objects(asset.s3_object_key)
+            self.model_data_bucket_arn = asset.bucket.bucket_arn
         elif data.s3_url is not None:
             bucket, key = data.s3_bucket_and_key  # type: ignore[misc]
             url = data.s3_url
             object_arn = f"arn:{Aws.PARTITION}:s3:::{bucket}/{key}"
+            self.model_data_bucket_arn = f"arn:{Aws.PARTITION}:s3:::{bucket}"
         else:
             parameter = CfnParameter(
                 self,
@@ -255,8 +265,13 @@ class ModelEndpoint(Construct):
             )
             parameter.override_logical_id(model_data_parameter(self.model))
             url = parameter.value_as_string
-            object_arn = f"arn:{Aws.PARTITION}:s3:::" + Fn.select(1, Fn.split("s3://", url))
+            bucket_and_key = Fn.select(1, Fn.split("s3://", url))
+            object_arn = f"arn:{Aws.PARTITION}:s3:::" + bucket_and_key
+            self.model_data_bucket_arn = f"arn:{Aws.PARTITION}:s3:::" + Fn.select(
+                0, Fn.split("/", bucket_and_key)
+            )
         role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[object_arn]))
+        self.model_data_object_arn = object_arn
         return url
 
 
@@ -281,7 +296,7 @@ class Serving(Construct):
             description="inferline endpoints: pull the image, read model data, write logs "
             "and data capture",
         )
-        image_uri = self._image(config)
+        self.image_uri = self._image(config)
         names = [endpoint_name(config.prefix, m) for m in config.models]
         self.role.add_to_policy(iam.PolicyStatement(
             actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
@@ -296,6 +311,12 @@ class Serving(Construct):
             actions=["cloudwatch:PutMetricData"], resources=["*"]
         ))
         storage.data.grant_put(self.role, f"{DATA_CAPTURE_PREFIX}*")
+        # Retraining deploys new model versions from the artifacts bucket (models/<model>/).
+        self.role.add_to_policy(iam.PolicyStatement(
+            actions=["s3:GetObject"],
+            resources=[storage.artifacts.arn_for_objects(f"{model_version_prefix(m)}*")
+                       for m in config.models],
+        ))
 
         self.endpoints: dict[str, ModelEndpoint] = {
             model: ModelEndpoint(
@@ -303,7 +324,7 @@ class Serving(Construct):
                 "".join(p.capitalize() for p in model.split("-")),
                 config=config,
                 model=model,
-                image_uri=image_uri,
+                image_uri=self.image_uri,
                 role=self.role,
                 storage=storage,
             )
@@ -319,6 +340,11 @@ class Serving(Construct):
             f"Resource::{arn_of(storage.data)}/{DATA_CAPTURE_PREFIX}*": "Data capture "
             "writes one object per batch under the data-capture/ prefix only.",
             **{
+                f"Resource::{arn_of(storage.artifacts)}/{model_version_prefix(m)}*": "Model "
+                "versions that retraining trains and deploys, one folder per model."
+                for m in config.models
+            },
+            **{
                 f"Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
                 f"/aws/sagemaker/Endpoints/{name}:*": "SageMaker names one log stream per "
                 "instance inside the endpoint's own log group."
@@ -327,19 +353,24 @@ class Serving(Construct):
         }.items():
             acknowledge(policy, f"AwsSolutions-IAM5[{finding}]", reason)
 
+    def grant_image_pull(self, grantee: iam.IGrantable) -> None:
+        """Let another SageMaker role (retraining's training and evaluation jobs) pull the image."""
+        if self._image_asset is not None:
+            self._image_asset.repository.grant_pull(grantee)
+            return
+        iam.Grant.add_to_principal(grantee=grantee, actions=PULL_ACTIONS,
+                                   resource_arns=[self._image_repository_arn])
+        iam.Grant.add_to_principal(grantee=grantee, actions=["ecr:GetAuthorizationToken"],
+                                   resource_arns=["*"])
+
     def _image(self, config: Config) -> str:
+        self._image_asset: ecr_assets.DockerImageAsset | None = None
         if config.serving_image:
             repository = config.serving_image.split("@")[0].rsplit(":", 1)[0]
             host, name = repository.split("/", 1)
             account, _, _, region = host.split(".")[:4]
-            self.role.add_to_policy(iam.PolicyStatement(
-                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
-                         "ecr:BatchCheckLayerAvailability"],
-                resources=[f"arn:{Aws.PARTITION}:ecr:{region}:{account}:repository/{name}"],
-            ))
-            self.role.add_to_policy(iam.PolicyStatement(
-                actions=["ecr:GetAuthorizationToken"], resources=["*"]
-            ))
+            self._image_repository_arn = f"arn:{Aws.PARTITION}:ecr:{region}:{account}:repository/{name}"
+            self.grant_image_pull(self.role)
             return config.serving_image
         if not (REPO_ROOT / DOCKERFILE).is_file():
             raise ConfigError(f"{DOCKERFILE} is missing: the serving image is built from it at "
@@ -356,6 +387,7 @@ class Serving(Construct):
             exclude=image_excludes(),
             ignore_mode=IgnoreMode.DOCKER,
         )
+        self._image_asset = asset
         asset.repository.grant_pull(self.role)
         return asset.image_uri
 

@@ -11,6 +11,7 @@ from infra.config import Config
 from infra.lambda_code import LambdaFunctions
 from infra.observability import Observability
 from infra.online_api import OnlineApi
+from infra.retraining import Retraining
 from infra.serving import Serving
 from infra.storage import Storage
 
@@ -20,8 +21,8 @@ class InferlineStack(Stack):
         super().__init__(
             scope,
             construct_id,
-            description="inferline: serverless ML serving (API Gateway, Step Functions, "
-            "Lambda, SageMaker, DynamoDB, S3, SQS, SES)",
+            description="inferline: serverless ML serving and retraining (API Gateway, Step "
+            "Functions, Lambda, SageMaker, DynamoDB, S3, SQS, SES)",
             **kwargs,
         )
         self.config = config
@@ -37,9 +38,13 @@ class InferlineStack(Stack):
             self, "Batch", config=config, storage=self.storage, serving=self.serving,
             lambdas=lambdas, api=self.online_api.api,
         )
+        self.retraining = Retraining(
+            self, "Retraining", config=config, storage=self.storage, serving=self.serving,
+            lambdas=lambdas,
+        )
         self.observability = Observability(
             self, "Observability", config=config, serving=self.serving,
-            online_api=self.online_api, batch=self.batch,
+            online_api=self.online_api, batch=self.batch, retraining=self.retraining,
         )
 
         api = self.online_api
@@ -69,6 +74,12 @@ class InferlineStack(Stack):
         CfnOutput(self, "BatchSender", value=self.batch.sender,
                   description="SES identity batch emails come from (verify it once)")
         CfnOutput(self, "AlarmTopicArn", value=self.observability.topic.topic_arn)
+        CfnOutput(self, "RetrainStateMachineArn",
+                  value=self.retraining.state_machine.state_machine_arn,
+                  description="Retrain a model: aws stepfunctions start-execution "
+                  "--state-machine-arn <this> --input '{\"model\": \"<model>\"}'")
+        CfnOutput(self, "RetrainTopicArn", value=self.retraining.topic.topic_arn,
+                  description="SNS topic of retraining outcomes (promoted, rejected, skipped, failed)")
         CfnOutput(
             self,
             "DashboardUrl",

@@ -104,6 +104,17 @@ class LocalEndpoints:
             described["FailureReason"] = endpoint.failure_reason
         return described
 
+    def revive_if_dead(self, name: str) -> None:
+        """A model server that died is replaced on the same config, in the background, as
+        SageMaker replaces an unhealthy instance; requests fail (503) until it answers."""
+        endpoint = self.endpoints.get(name)
+        if not endpoint or not endpoint.backend or endpoint.backend.process.poll() is None:
+            return
+        if not endpoint.lock.acquire(blocking=False):
+            return  # an update or a revival is already under way
+        log.warning("the model server of %s died; starting a new one", name)
+        threading.Thread(target=self._blue_green, args=(endpoint, endpoint.config_name), daemon=True).start()
+
     def url(self, name: str) -> str | None:
         endpoint = self.endpoints.get(name)
         return endpoint.backend.url if endpoint and endpoint.backend else None
@@ -129,12 +140,12 @@ class LocalEndpoints:
             blue, endpoint.backend = endpoint.backend, green  # new requests go to green now
             endpoint.status = "InService"
             self._remember_current(endpoint)
-            if blue:
-                time.sleep(DRAIN_SECONDS)
-                _stop(blue.process)  # uvicorn finishes the requests it holds before exiting
             log.info("%s now serves %s (version %s)", endpoint.name, config_name, green.version)
         finally:
-            endpoint.lock.release()
+            endpoint.lock.release()  # the next update may start while the old server drains
+        if blue:
+            time.sleep(DRAIN_SECONDS)
+            _stop(blue.process)  # uvicorn finishes the requests it holds before exiting
 
     # -- model servers --------------------------------------------------------------------
 
@@ -238,6 +249,7 @@ def router_app(endpoints: LocalEndpoints) -> Starlette:
                 f"{url}/endpoints/{name}/invocations", content=await request.body(), headers=headers
             )
         except httpx.HTTPError as exc:
+            endpoints.revive_if_dead(name)
             return _error(503, "ServiceUnavailable", f"the model server for {name} did not answer: {exc}")
         passed = {k: v for k, v in reply.headers.items() if k.lower() in ("content-type", "x-amzn-errortype")}
         return Response(reply.content, status_code=reply.status_code, headers=passed)

@@ -123,7 +123,7 @@ def base_training_key(model: str) -> str:
 
 
 def retrain_run_prefix(model: str, run_id: str) -> str:
-    """Datasets, manifest and evaluation of one retraining run (artifacts bucket)."""
+    """The datasets and manifest of one retraining run (data bucket)."""
     return f"retraining/{model}/{run_id}/"
 
 

@@ -98,3 +98,57 @@ def test_the_app_stops_with_the_message_before_building(tmp_path):
     assert done.returncode == 1
     assert "instanceType='g4dn.xlarge': expected a SageMaker instance type" in done.stderr
     assert not list(tmp_path.iterdir())  # nothing synthesized
+
+
+# -- retraining ------------------------------------------------------------------------------
+
+
+def test_retraining_defaults_monthly_on_a_cpu_instance():
+    config = load_config({})
+    assert config.retrain_schedule == "cron(0 3 1 * ? *)"  # 03:00 UTC on the 1st
+    assert config.retrain_emails == ()
+    assert config.training_instance_type == "ml.m5.large"
+
+
+def test_retraining_settings_from_the_command_line():
+    config = load_config({
+        "retrainSchedule": "cron(30 2 ? * MON *)",
+        "retrainEmails": "ml@example.com, owner@example.org",
+        "trainingInstanceType": "ml.c5.xlarge",
+    })
+    assert config.retrain_schedule == "cron(30 2 ? * MON *)"
+    assert config.retrain_emails == ("ml@example.com", "owner@example.org")
+    assert config.training_instance_type == "ml.c5.xlarge"
+    assert load_config({"retrainEmails": '["a@example.com"]'}).retrain_emails == ("a@example.com",)
+    # empty: no schedule, runs start by hand only
+    assert load_config({"retrainSchedule": ""}).retrain_schedule is None
+
+
+def test_every_retraining_problem_is_listed_at_once():
+    with pytest.raises(ConfigError) as caught:
+        load_config({
+            "retrainSchedule": "cron(0 3 1 * * *)",
+            "retrainEmails": ["ml@example.com", "not-an-address"],
+            "trainingInstanceType": "m5.large",
+            "retrainSchedul": "cron(0 3 1 * ? *)",
+        })
+    message = str(caught.value)
+    for expected in ("retrainSchedule='cron(0 3 1 * * *)': exactly one of day-of-month and "
+                     "day-of-week must be '?'",
+                     "retrainEmails=['ml@example.com', 'not-an-address']: expected email addresses",
+                     "trainingInstanceType='m5.large': expected a SageMaker instance type",
+                     "retrainSchedul: unknown setting; did you mean 'retrainSchedule'?"):
+        assert expected in message
+    with pytest.raises(ConfigError, match=r"retrainSchedule='rate\(30 days\)': expected cron\("):
+        load_config({"retrainSchedule": "rate(30 days)"})
+
+
+def test_training_runs_the_serving_image_so_architectures_must_match():
+    with pytest.raises(ConfigError, match="trainingInstanceType='ml.m5.large': must have the same "
+                       r"CPU architecture as instanceType \(ml.c7g.xlarge\)"):
+        load_config({"instanceType": "ml.c7g.xlarge"})
+    assert load_config({"instanceType": "ml.c7g.xlarge",
+                        "trainingInstanceType": "ml.m6g.large"}).training_instance_type == "ml.m6g.large"
+    # a prebuilt image's architecture is not known here: the user's call
+    image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/inferline:1.0"
+    assert load_config({"instanceType": "ml.c7g.xlarge", "servingImage": image})

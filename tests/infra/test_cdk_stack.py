@@ -233,7 +233,7 @@ def test_stage_logs_traces_and_throttles(synth):
 
 
 def test_api_gateway_can_start_only_the_online_workflows(synth):
-    machines = synth.resources("AWS::StepFunctions::StateMachine")
+    machines = [synth.logical_id(w.state_machine) for w in synth.stack.online_api.workflows.values()]
     role = synth.stack.online_api.node.find_child("StartSyncExecutionRole")
     role_id = synth.logical_id(role)
     (policy,) = [
@@ -356,6 +356,7 @@ def test_alarms_cover_the_online_and_batch_paths_and_notify_the_topic(synth):
     expected |= {f"{prefix}-batch-{q}-dead-letters" for q in ("uploads", "chunks")}
     expected |= {f"{prefix}-batch-{fn}-errors" for fn in ("split", "chunk", "dead-letter")}
     expected |= {f"{prefix}-batch-jobs-failed"}
+    expected |= {f"{prefix}-retrain-failures"}  # tests/infra/test_cdk_retraining.py
     assert names == expected
     topic = synth.logical_id(synth.stack.observability.topic)
     for alarm in alarms.values():
@@ -363,7 +364,7 @@ def test_alarms_cover_the_online_and_batch_paths_and_notify_the_topic(synth):
 
 
 def test_alarm_topic_is_encrypted_and_dashboard_exists(synth):
-    topic = synth.one("AWS::SNS::Topic")["Properties"]
+    topic = synth.template["Resources"][synth.logical_id(synth.stack.observability.topic)]["Properties"]
     assert "KmsMasterKeyId" in topic
     key = synth.one("AWS::KMS::Key")["Properties"]
     assert key["EnableKeyRotation"] is True

@@ -84,9 +84,7 @@ def target(tmp_path_factory) -> Target:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(
-                    f"not ready in {STARTUP_TIMEOUT_S}s:\n{(home / 'up.log').read_text()[-4000:]}"
-                )
+                pytest.fail(f"not ready in {STARTUP_TIMEOUT_S}s:\n{(home / 'up.log').read_text()[-4000:]}")
             time.sleep(0.5)
         yield Target(url, "integration-key", home)
     finally:

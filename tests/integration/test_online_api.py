@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 import uuid
 
 import boto3
@@ -195,7 +196,8 @@ def test_the_logs_hold_no_pii(local_target):
 
 
 def test_model_server_down_is_503_with_a_retry_hint_and_feedback_still_works(local_target):
-    """Runs last in this module: it stops the model server."""
+    """Runs last in this module: it kills the model server (the local endpoint then replaces
+    it, as SageMaker replaces a failed instance)."""
     pid_file = local_target.home / "run" / f"serving-{MODEL}.pid"
     os.kill(int(pid_file.read_text()), signal.SIGKILL)
     with local_target.client() as api:
@@ -206,3 +208,15 @@ def test_model_server_down_is_503_with_a_retry_hint_and_feedback_still_works(loc
     assert reply.json()["error"] == "model_unavailable" and reply.headers["retry-after"] == "5"
     assert invalid.status_code == 400  # bad input never needed the model
     assert feedback.status_code == 200
+    assert wait_until_served(local_target) == 200
+
+
+def wait_until_served(target, timeout: float = 90) -> int:
+    """The status of the first predict that is not a 503, waiting while the model server restarts."""
+    deadline = time.monotonic() + timeout
+    with target.client() as api:
+        while True:
+            status = api.post(PREDICT, json={"instances": [GOOD]}).status_code
+            if status != 503 or time.monotonic() > deadline:
+                return status
+            time.sleep(0.5)
