@@ -5,6 +5,7 @@ while requests keep coming (none may fail), and a rollback serving version 1 aga
 from __future__ import annotations
 
 import json
+import time
 
 from test_online_api import GOOD, PREDICT, wait_until_served
 
@@ -45,10 +46,13 @@ def test_retraining_promotes_a_better_model_without_failing_a_request_and_rollba
 
     with SteadyTraffic(local_target.url, local_target.api_key, GOOD) as traffic:
         result = LocalRetraining(local_services(config)).run(MODEL)
+        version = result.state["dataset"]["contender_version"]
+        deadline = time.monotonic() + 15
+        while version not in traffic.versions and time.monotonic() < deadline:
+            time.sleep(0.1)  # the traffic keeps going a moment after the swap
 
     assert result.outcome == "promoted", result.notification.get("message")
     assert result.path == RETRAIN_STEPS
-    version = result.state["dataset"]["contender_version"]
     assert traffic.sent > 20 and traffic.failed == 0
     assert traffic.versions == {before, version}  # both answered, neither failed
     assert served_version(local_target) == version
