@@ -1,4 +1,4 @@
-"""The online Lambdas ship without scikit-learn, pandas or numpy: importing them must not
+"""The Lambdas ship without scikit-learn, pandas or numpy: importing them must not
 pull any of those in (they would not be in the deployed package)."""
 
 import json
@@ -9,18 +9,22 @@ import sys
 from inferline.resources import local_environment
 
 HEAVY = ("sklearn", "pandas", "numpy", "scipy", "joblib", "yaml")
+RETRAIN_ENV = {
+    "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/sagemaker",
+    "ROLLBACK_ALARMS": json.dumps({"purchase-propensity": ["errors"]}),
+    "RETRAIN_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:retrain",
+}
 
 
 def test_handlers_import_no_ml_libraries_and_no_yaml():
     code = (
         "import json, sys\n"
-        "import preprocess.handler, postprocess.handler, feedback.handler\n"
+        "import preprocess.handler, postprocess.handler, feedback.handler, retrain.handlers\n"
         f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
     )
-    env = os.environ | local_environment("test") | {"AWS_DEFAULT_REGION": "us-east-1"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
+    env = os.environ | local_environment("test") | RETRAIN_ENV | {"AWS_DEFAULT_REGION": "us-east-1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 

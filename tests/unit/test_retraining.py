@@ -459,3 +459,26 @@ def test_rollback_restores_the_previous_approved_version(weak_champion):
         steps.rollback(MODEL, weak_champion)
     with pytest.raises(steps.RollbackError, match="approved"):
         steps.rollback(MODEL, weak_champion, to_version="2")  # rejected now: not a target
+
+
+# -- the Lambda handlers ----------------------------------------------------------------------
+
+
+def test_the_gate_lambda_reads_the_evaluation_beside_the_model(aws, monkeypatch):
+    from local_runtime.online_workflow import context_for
+
+    monkeypatch.setenv("SAGEMAKER_ROLE_ARN", LOCAL_ROLE_ARN)
+    monkeypatch.setenv("ROLLBACK_ALARMS", json.dumps({MODEL: ["errors"]}))
+    monkeypatch.setenv("RETRAIN_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:retrain")
+    from retrain import handlers
+
+    handlers.services.cache_clear()
+    uri = f"s3://{bucket_name(aws.prefix, 'artifacts')}/models/{MODEL}/job/evaluation/"
+    aws.s3.put_object(
+        Bucket=bucket_name(aws.prefix, "artifacts"),
+        Key=f"models/{MODEL}/job/evaluation/evaluation.json",
+        Body=json.dumps(report(0.81, 0.79)).encode(),
+    )
+    decision = handlers.gate({"model": MODEL, "dataset": {"evaluation_uri": uri}}, context_for("gate"))
+    assert decision["decision"] == gate.PROMOTE and decision["report"] == uri + "evaluation.md"
+    handlers.services.cache_clear()
