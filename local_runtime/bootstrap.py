@@ -183,18 +183,11 @@ def bootstrap_model(
     except ClientError:
         pass  # exists
     if registry.find(sagemaker, group, version) is None:
-        arn = sagemaker.create_model_package(
-            ModelPackageGroupName=group,
-            ModelPackageDescription=f"version {version} (the version `inferline up` started with)",
-            InferenceSpecification={
-                "Containers": [{"Image": image, "ModelDataUrl": model_data_url}],
-                "SupportedContentTypes": ["application/json", "text/csv"],
-                "SupportedResponseMIMETypes": ["application/json"],
-            },
-            ModelApprovalStatus=registry.APPROVED,
-            CustomerMetadataProperties={"inferline:version": version, "inferline:decision": "initial"},
-        )["ModelPackageArn"]
-        registry.set_status(sagemaker, arn, registry.APPROVED, "initial version, served at startup")
+        registry.create(
+            sagemaker, group=group, version=version, image=image, model_data_url=model_data_url,
+            approval=registry.APPROVED, description="initial version, served at startup",
+            metadata={"decision": "initial"},
+        )  # fmt: skip
     if base_training_csv is not None:
         s3.put_object(Bucket=data, Key=base_training_key(model), Body=base_training_csv)
     return name

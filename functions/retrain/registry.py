@@ -94,26 +94,12 @@ def register(
             "champion_version": str(gate["champion"]["version"]),
             f"champion_{metric}": f"{gate['champion'][metric]:.6f}",
         }
-    reply = sm.create_model_package(
-        ModelPackageGroupName=group,
-        ModelPackageDescription=f"version {version} (run {run_id})",
-        InferenceSpecification={
-            "Containers": [{"Image": image, "ModelDataUrl": model_data_url}],
-            "SupportedContentTypes": ["application/json", "text/csv"],
-            "SupportedResponseMIMETypes": ["application/json"],
-        },
-        ModelApprovalStatus=approval,
-        ModelMetrics={
-            "ModelQuality": {
-                "Statistics": {"ContentType": "application/json", "S3Uri": evaluation_uri + "evaluation.json"}
-            }
-        },
-        CustomerMetadataProperties={_META + k: v[:256] for k, v in metadata.items()},
-    )
-    arn = reply["ModelPackageArn"]
-    description = "; ".join(gate["reasons"])[:1024]
-    # The approval description is not a CreateModelPackage parameter: set it right after.
-    set_status(sm, arn, approval, description)
+    statistics = {"ContentType": "application/json", "S3Uri": evaluation_uri + "evaluation.json"}
+    arn = create(
+        sm, group=group, version=version, image=image, model_data_url=model_data_url, approval=approval,
+        description="; ".join(gate["reasons"]), metadata=metadata,
+        ModelMetrics={"ModelQuality": {"Statistics": statistics}},
+    )  # fmt: skip
     package = describe(sm, arn)
     return {
         "model_package_arn": arn,
@@ -121,6 +107,38 @@ def register(
         "version": str(version),
         "approval": approval,
     }
+
+
+def create(
+    sm,
+    *,
+    group: str,
+    version: str,
+    image: str,
+    model_data_url: str,
+    approval: str,
+    description: str,
+    metadata: dict[str, str],
+    **extra: Any,
+) -> str:
+    """A new package in `group` for this version's model; returns its ARN."""
+    arn = sm.create_model_package(
+        ModelPackageGroupName=group,
+        ModelPackageDescription=f"version {version}",
+        InferenceSpecification={
+            "Containers": [{"Image": image, "ModelDataUrl": model_data_url}],
+            "SupportedContentTypes": ["application/json", "text/csv"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+        ModelApprovalStatus=approval,
+        CustomerMetadataProperties={
+            _META + k: v[:256] for k, v in ({"version": str(version)} | metadata).items()
+        },
+        **extra,
+    )["ModelPackageArn"]
+    # The approval description is not a CreateModelPackage parameter: set it right after.
+    set_status(sm, arn, approval, description)
+    return arn
 
 
 def set_status(sm, arn: str, approval: str, description: str, extra: dict[str, str] | None = None) -> None:
