@@ -1,27 +1,40 @@
 """A batch job from the client's side, over HTTP only: submit, upload the file to the
-presigned URL (streamed, with a progress bar), and follow the job until it ends."""
+presigned URL (streamed, with a progress bar; a large file as a multipart upload, several parts
+at once), and follow the job until it ends."""
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import httpx
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn
 
 FINAL = ("succeeded", "failed")
+PART_UPLOADS = 4  # multipart: parts in flight at once
 
 
 def submit_file(api: httpx.Client, model: str, path: Path, email: str, console: Console) -> dict:
-    reply = api.post(f"/v1/models/{model}/batch-jobs", json={"email": email, "file_name": path.name})
+    """Submit a job for the file and upload it; the API answers with a multipart upload for a
+    large file (it is told the size), and then the parts go up several at a time."""
+    size = path.stat().st_size
+    request = {"email": email, "file_name": path.name, "size": size}
+    reply = api.post(f"/v1/models/{model}/batch-jobs", json=request)
     if reply.status_code != 201:
         raise RuntimeError(f"submit refused (HTTP {reply.status_code}): {reply.text}")
     job = reply.json()
-    size = path.stat().st_size
     with Progress(TextColumn("uploading {task.description}"), BarColumn(), DownloadColumn(),
                   console=console, transient=True) as progress:  # fmt: skip
         task = progress.add_task(path.name, total=size)
+        if job.get("upload_method") == "multipart":
+            upload_parts(job, path, lambda n: progress.advance(task, n))
+            console.print(
+                f"uploaded {path.name} ({size:,} bytes, {len(job['parts'])} parts) as job {job['job_id']}"
+            )
+            return job
 
         def chunks():
             with path.open("rb") as f:
@@ -35,6 +48,38 @@ def submit_file(api: httpx.Client, model: str, path: Path, email: str, console: 
         raise RuntimeError(f"upload refused (HTTP {put.status_code}): {put.text[:500]}")
     console.print(f"uploaded {path.name} ({size:,} bytes) as job {job['job_id']}")
     return job
+
+
+def upload_parts(job: dict, path: Path, advance) -> None:
+    """Each part's byte range PUT to its presigned URL, then the upload completed (S3 assembles
+    the object, and that starts the job)."""
+    part_size = job["part_size"]
+
+    def put(part: dict) -> tuple[int, str]:
+        with path.open("rb") as f:
+            f.seek((part["part_number"] - 1) * part_size)
+            data = f.read(part_size)
+        reply = httpx.put(part["url"], content=data, timeout=600)
+        if reply.status_code != 200:
+            raise RuntimeError(
+                f"part {part['part_number']} refused (HTTP {reply.status_code}): {reply.text[:500]}"
+            )
+        advance(len(data))
+        return part["part_number"], reply.headers["ETag"]
+
+    with ThreadPoolExecutor(max_workers=PART_UPLOADS) as pool:
+        etags = sorted(pool.map(put, job["parts"]))
+    body = (
+        "<CompleteMultipartUpload>"
+        + "".join(
+            f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(etag)}</ETag></Part>" for n, etag in etags
+        )
+        + "</CompleteMultipartUpload>"
+    )
+    reply = httpx.post(job["complete_url"], content=body.encode(), timeout=600)
+    # S3 can answer 200 and still report an error in the body
+    if reply.status_code != 200 or "<Error>" in reply.text:
+        raise RuntimeError(f"completing the upload failed (HTTP {reply.status_code}): {reply.text[:500]}")
 
 
 def follow_job(api: httpx.Client, job_id: str, timeout: float, console: Console) -> dict:

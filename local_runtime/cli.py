@@ -362,6 +362,7 @@ def rollback(config: LocalConfig, model: str, to_version: str | None = None, tim
                 raise TimeoutError(f"the endpoint was still updating after {timeout:.0f} s")
             time.sleep(0.5)
         deploy.verify(svc.sagemaker, deployment)
+        steps.record_rollback(svc, deployment)
     console.print(
         f"{model}: version {deployment['version']} serves again "
         f"(was {deployment['rolled_back_from']}); the registry records the rollback"

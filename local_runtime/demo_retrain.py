@@ -133,13 +133,16 @@ def run_retrain_demo(config: LocalConfig) -> None:
     show(runner.run(MODEL, params={"max_iter": 1}), config)
     print_models(config, MODEL)
 
-    step(5, f"inferline rollback {MODEL}: version 1 serves again")
-    rollback(config, MODEL)
-    reply = api.post(f"/v1/models/{MODEL}/predict", json={"instances": [DEMO_INSTANCES[1]]}).json()
-    console.print(f"a prediction now comes from version {reply['model_version']}")
-    print_models(config, MODEL)
     if promoted.outcome != "promoted":
-        console.print("[yellow]Note: the contender was not promoted this time; see its evaluation above.[/]")
+        console.print(
+            "[yellow]The contender was not promoted this time (see its evaluation above): no rollback.[/]"
+        )
+    else:
+        step(5, f"inferline rollback {MODEL}: the previous version serves again")
+        rollback(config, MODEL)
+        reply = api.post(f"/v1/models/{MODEL}/predict", json={"instances": [DEMO_INSTANCES[1]]}).json()
+        console.print(f"a prediction now comes from version {reply['model_version']}")
+        print_models(config, MODEL)
     console.print(f"\n[bold green]Done.[/] Notifications are in {config.path('outbox')}.")
 
 

@@ -199,7 +199,10 @@ class LocalRetraining:
             for path in sorted((root / "evaluation").iterdir()):
                 bucket, key = _split(data["evaluation_uri"] + path.name)
                 svc.s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
-        return {"ProcessingJobName": data["evaluation_job_name"], "ProcessingJobStatus": "Completed"}
+        return {
+            "job_name": data["evaluation_job_name"],
+            "status": "Completed",
+        }  # as the state machine keeps it
 
     def _run_job(
         self, args: list[str], env: dict[str, str], failure_file: Path | None, error: type[JobFailed]

@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 from botocore.exceptions import ClientError
+from botocore.validate import validate_parameters
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -74,6 +75,7 @@ class LocalEndpoints:
         self.sagemaker = sagemaker  # moto: models and endpoint configs
         self.s3 = s3
         self.endpoints: dict[str, Endpoint] = {}
+        self.ready_timeout = READY_TIMEOUT
 
     # -- the control plane --------------------------------------------------------------
 
@@ -89,9 +91,13 @@ class LocalEndpoints:
         endpoint = self._get(name)
         if not endpoint.lock.acquire(blocking=False):
             raise ValueError(f"endpoint {name} is already updating")
-        self.sagemaker.describe_endpoint_config(EndpointConfigName=config_name)  # exists, or raises
-        endpoint.status, endpoint.failure_reason = "Updating", None
-        threading.Thread(target=self._blue_green, args=(endpoint, config_name), daemon=True).start()
+        try:
+            self.sagemaker.describe_endpoint_config(EndpointConfigName=config_name)  # exists, or raises
+            endpoint.status, endpoint.failure_reason = "Updating", None
+            threading.Thread(target=self._blue_green, args=(endpoint, config_name), daemon=True).start()
+        except BaseException:
+            endpoint.lock.release()  # the thread that would have released it never started
+            raise
 
     def describe(self, name: str) -> dict[str, Any]:
         endpoint = self._get(name)
@@ -164,7 +170,7 @@ class LocalEndpoints:
         process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
         url = f"http://{HOST}:{port}"
         try:
-            _wait_ready(url, process)
+            _wait_ready(url, process, self.ready_timeout)
         except Exception:
             _stop(process)
             raise
@@ -204,8 +210,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_ready(url: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
+def _wait_ready(url: str, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the model server exited with code {process.returncode}")
@@ -215,7 +221,7 @@ def _wait_ready(url: str, process: subprocess.Popen) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"the model server did not answer /ping in {READY_TIMEOUT} s")
+    raise RuntimeError(f"the model server did not answer /ping in {timeout:.0f} s")
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -244,12 +250,17 @@ def router_app(endpoints: LocalEndpoints) -> Starlette:
         if url is None:
             return _error(400, "ValidationError", f"Endpoint {name} not found.")
         headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type", "accept")}
+        body = await request.body()
         try:
-            reply = await client.post(
-                f"{url}/endpoints/{name}/invocations", content=await request.body(), headers=headers
-            )
+            reply = await client.post(f"{url}/endpoints/{name}/invocations", content=body, headers=headers)
+        except httpx.ConnectError as exc:
+            newer = endpoints.url(name)
+            if newer is None or newer == url:  # not a swap: the server is down
+                endpoints.revive_if_dead(name)
+                return _error(503, "ServiceUnavailable", f"the model server for {name} did not answer: {exc}")
+            # Sent to the old server as it stopped after a swap: the new one answers instead.
+            reply = await client.post(f"{newer}/endpoints/{name}/invocations", content=body, headers=headers)
         except httpx.HTTPError as exc:
-            endpoints.revive_if_dead(name)
             return _error(503, "ServiceUnavailable", f"the model server for {name} did not answer: {exc}")
         passed = {k: v for k, v in reply.headers.items() if k.lower() in ("content-type", "x-amzn-errortype")}
         return Response(reply.content, status_code=reply.status_code, headers=passed)
@@ -306,7 +317,14 @@ class LocalSageMaker:
         self._raise_for(reply, "DescribeEndpoint")
         return reply.json()
 
-    def update_endpoint(self, EndpointName: str, EndpointConfigName: str, **_: Any) -> dict[str, Any]:  # noqa: N803
+    def update_endpoint(self, **kwargs: Any) -> dict[str, Any]:
+        # The arguments SageMaker would get, checked against its API model as boto3 checks them.
+        validate_parameters(
+            kwargs, self._moto.meta.service_model.operation_model("UpdateEndpoint").input_shape
+        )
+        return self._update(**kwargs)
+
+    def _update(self, EndpointName: str, EndpointConfigName: str, **_: Any) -> dict[str, Any]:  # noqa: N803
         reply = self._http.post(
             f"/_local/endpoints/{EndpointName}", json={"EndpointConfigName": EndpointConfigName}
         )

@@ -507,7 +507,9 @@ def _describe(params: dict[str, Any]) -> str:
 
 def _report_failure(message: str) -> None:
     """SageMaker shows the contents of /opt/ml/output/failure as the job's failure reason."""
-    output = os.environ.get("SM_OUTPUT_DIR")
+    output = os.environ.get("SM_OUTPUT_DIR") or (
+        "/opt/ml/output" if Path("/opt/ml/output").is_dir() else None
+    )
     if output:
         Path(output).mkdir(parents=True, exist_ok=True)
         (Path(output) / "failure").write_text(message[:1024], encoding="utf-8")

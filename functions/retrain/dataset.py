@@ -16,8 +16,8 @@ import csv
 import hashlib
 import io
 import json
-import re
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,7 +32,7 @@ SKIPPED = "skipped"
 TRAIN_FILE = "train.csv"
 HOLDOUT_FILE = "holdout.csv"
 MANIFEST_FILE = "manifest.json"
-_DT = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/")
+READERS = 16  # parallel S3 reads of ground-truth objects (boto3 clients are thread-safe)
 
 
 @dataclass
@@ -57,8 +57,8 @@ def collect(s3, bucket: str, spec: ModelSpec, now: datetime) -> Dataset:
     """Every labeled production row in the window, and the base training rows."""
     data = Dataset(columns=dataset_columns(spec))
     since = now - timedelta(days=spec.retraining.window_days)
-    actuals = _ground_truth(s3, bucket, spec, since, data)
-    for record in _prediction_records(s3, bucket, spec, since):
+    actuals = _ground_truth(s3, bucket, spec, since, now, data)
+    for record in _prediction_records(s3, bucket, spec, since, now):
         data.counts["predictions_in_window"] += 1
         actual = actuals.pop(record.get("prediction_id"), None)
         if actual is None:
@@ -201,28 +201,35 @@ def to_csv(columns: list[str], rows: list[dict[str, Any]]) -> bytes:
 # -- reading the logs -------------------------------------------------------------------------
 
 
-def _keys(s3, bucket: str, prefix: str, since: datetime):
-    """Object keys under prefix whose dt= partition is on or after `since`'s date."""
-    first_day = since.date().isoformat()
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            match = _DT.search(obj["Key"])
-            if match and match.group(1) >= first_day:
-                yield obj["Key"]
+def _keys(s3, bucket: str, prefix: str, since: datetime, until: datetime):
+    """Object keys in the dt= partitions from `since`'s date to `until`'s, one listing per day
+    (the partitions before the window are never listed)."""
+    day = since.date()
+    while day <= until.date():
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}dt={day}/")
+        for page in pages:
+            yield from (obj["Key"] for obj in page.get("Contents", []))
+        day += timedelta(days=1)
 
 
-def _ground_truth(s3, bucket: str, spec: ModelSpec, since: datetime, data: Dataset) -> dict[str, Any]:
-    actuals: dict[str, Any] = {}
-    for key in _keys(s3, bucket, f"ground-truth/model={spec.name}/", since):
-        record = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        actuals[record["prediction_id"]] = record["actual"]
+def _ground_truth(
+    s3, bucket: str, spec: ModelSpec, since: datetime, until: datetime, data: Dataset
+) -> dict[str, Any]:
+    """Every actual in the window: one small object per prediction, read in parallel."""
+
+    def read(key: str) -> dict[str, Any]:
+        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    keys = list(_keys(s3, bucket, f"ground-truth/model={spec.name}/", since, until))
+    with ThreadPoolExecutor(READERS) as pool:
+        actuals = {record["prediction_id"]: record["actual"] for record in pool.map(read, keys)}
     data.counts["ground_truth_in_window"] = len(actuals)
     return actuals
 
 
-def _prediction_records(s3, bucket: str, spec: ModelSpec, since: datetime):
+def _prediction_records(s3, bucket: str, spec: ModelSpec, since: datetime, until: datetime):
     cutoff = since.isoformat()
-    for key in _keys(s3, bucket, f"predictions/model={spec.name}/", since):
+    for key in _keys(s3, bucket, f"predictions/model={spec.name}/", since, until):
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]
         for line in body.iter_lines():
             if line.strip():

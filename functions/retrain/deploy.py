@@ -9,8 +9,12 @@ endpoint calls reach the local model servers (local_runtime/sagemaker_local.py).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import tarfile
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 # The environment variable a Model's container carries its inferline version in.
 VERSION_ENV = "INFERLINE_MODEL_VERSION"
@@ -19,6 +23,7 @@ VERSION_ENV = "INFERLINE_MODEL_VERSION"
 CANARY_WAIT_SECONDS = 300
 TERMINATION_WAIT_SECONDS = 600
 MAX_NAME = 63
+METRICS_FILE = "metrics.json"  # written by model_artifacts/train.py beside model.joblib
 
 
 class PromotionRolledBack(RuntimeError):
@@ -35,21 +40,45 @@ def resource_name(*parts: str) -> str:
     return f"{name[: MAX_NAME - 9].rstrip('-')}-{digest}"
 
 
-def champion(sm, endpoint: str) -> dict[str, Any]:
-    """What the endpoint serves now: its config, model, image, model data and version."""
+def champion(sm, endpoint: str, s3=None) -> dict[str, Any]:
+    """What the endpoint serves now: its config, model, image, model data and version.
+
+    A Model this workflow created carries its version in its environment; the one the stack
+    was first deployed with does not, so its version is read from the metrics.json training
+    wrote into its model.tar.gz (when an s3 client is given)."""
     described = sm.describe_endpoint(EndpointName=endpoint)
     config_name = described["EndpointConfigName"]
     config = sm.describe_endpoint_config(EndpointConfigName=config_name)
     model_name = config["ProductionVariants"][0]["ModelName"]
     container = sm.describe_model(ModelName=model_name)["PrimaryContainer"]
+    version = (container.get("Environment") or {}).get(VERSION_ENV)
+    if version is None and s3 is not None and container.get("ModelDataUrl"):
+        version = archive_version(s3, container["ModelDataUrl"])
     return {
         "endpoint": endpoint,
         "endpoint_config": config_name,
         "model_name": model_name,
         "image": container["Image"],
         "model_data_url": container.get("ModelDataUrl"),
-        "version": (container.get("Environment") or {}).get(VERSION_ENV),
+        "version": version,
     }
+
+
+def archive_version(s3, model_data_url: str) -> str | None:
+    """The version in a model.tar.gz's metrics.json (streamed, not stored), or None."""
+    bucket, _, key = model_data_url.removeprefix("s3://").partition("/")
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        with tarfile.open(fileobj=body, mode="r|gz") as tar:
+            for member in tar:
+                if member.isfile() and member.name.rsplit("/", 1)[-1] == METRICS_FILE:
+                    version = json.load(tar.extractfile(member)).get("version")
+                    return str(version) if version is not None else None
+    except (tarfile.TarError, ValueError):
+        return None
+    finally:
+        body.close()
+    return None
 
 
 def start(
@@ -65,29 +94,46 @@ def start(
 ) -> dict[str, Any]:
     """Create the version's Model and an EndpointConfig like the current one but for it, then
     UpdateEndpoint (blue/green, auto-rollback). Returns the deployment to check and verify."""
-    current_name = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
-    current = sm.describe_endpoint_config(EndpointConfigName=current_name)
-    template = sm.describe_model(ModelName=current["ProductionVariants"][0]["ModelName"])["PrimaryContainer"]
+    described = sm.describe_endpoint(EndpointName=endpoint)
+    current_name = described["EndpointConfigName"]
     model_name = resource_name(endpoint, f"v{version}", run_id)
-    sm.create_model(
-        ModelName=model_name,
-        ExecutionRoleArn=role_arn,
-        PrimaryContainer={
+    config_name = resource_name(endpoint, f"v{version}", run_id)
+    deployment = {
+        "endpoint": endpoint,
+        "endpoint_config": config_name,
+        "previous_endpoint_config": current_name,
+        "model_name": model_name,
+        "version": str(version),
+    }
+    if current_name == config_name or described["EndpointStatus"] in ("Updating", "SystemUpdating"):
+        # A retry after this update was already started: the check and verify steps follow it.
+        return deployment
+    current = sm.describe_endpoint_config(EndpointConfigName=current_name)
+    template = sm.describe_model(ModelName=current["ProductionVariants"][0]["ModelName"])
+    model_args: dict[str, Any] = {
+        "ModelName": model_name,
+        "ExecutionRoleArn": role_arn,
+        "PrimaryContainer": {
             "Image": image,
             "ModelDataUrl": model_data_url,
-            "Environment": (template.get("Environment") or {}) | {VERSION_ENV: str(version)},
+            "Environment": (template["PrimaryContainer"].get("Environment") or {})
+            | {VERSION_ENV: str(version)},
         },
-    )
+    }
+    # The new Model runs as the stack's did: same network isolation and VPC.
+    for key in ("EnableNetworkIsolation", "VpcConfig"):
+        if template.get(key):  # (an empty VpcConfig means none)
+            model_args[key] = template[key]
+    _create_once(sm.create_model, **model_args)
     variants = [
         {k: v for k, v in variant.items() if k in _VARIANT_KEYS} | {"ModelName": model_name}
         for variant in current["ProductionVariants"]
     ]
-    config_name = resource_name(endpoint, f"v{version}", run_id)
     config_args: dict[str, Any] = {"EndpointConfigName": config_name, "ProductionVariants": variants}
     for key in ("DataCaptureConfig", "KmsKeyId"):
         if current.get(key):
             config_args[key] = current[key]
-    sm.create_endpoint_config(**config_args)
+    _create_once(sm.create_endpoint_config, **config_args)
     instances = sum(int(v.get("InitialInstanceCount", 1)) for v in variants)
     routing: dict[str, Any] = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": CANARY_WAIT_SECONDS}
     if instances >= 2:
@@ -96,24 +142,28 @@ def start(
             "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
             "WaitIntervalInSeconds": CANARY_WAIT_SECONDS,
         }
-    sm.update_endpoint(
-        EndpointName=endpoint,
-        EndpointConfigName=config_name,
-        DeploymentConfig={
-            "BlueGreenUpdatePolicy": {
-                "TrafficRoutingConfiguration": routing,
-                "TerminationWaitInSeconds": TERMINATION_WAIT_SECONDS,
-            },
-            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": a} for a in alarms]},
-        },
-    )
-    return {
-        "endpoint": endpoint,
-        "endpoint_config": config_name,
-        "previous_endpoint_config": current_name,
-        "model_name": model_name,
-        "version": str(version),
+    deployment_config: dict[str, Any] = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": routing,
+            "TerminationWaitInSeconds": TERMINATION_WAIT_SECONDS,
+        }
     }
+    if alarms:  # SageMaker wants at least one alarm here, or no rollback configuration
+        deployment_config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a} for a in alarms]}
+    sm.update_endpoint(
+        EndpointName=endpoint, EndpointConfigName=config_name, DeploymentConfig=deployment_config
+    )
+    return deployment
+
+
+def _create_once(create, **kwargs: Any) -> None:
+    """Create a named resource; one left by an earlier attempt of the same step is reused."""
+    try:
+        create(**kwargs)
+    except ClientError as exc:
+        message = str(exc).lower()
+        if "already exist" not in message and "cannot create" not in message:
+            raise
 
 
 _VARIANT_KEYS = (

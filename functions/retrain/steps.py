@@ -46,10 +46,16 @@ def build_dataset(state: dict[str, Any], svc: Services) -> dict[str, Any]:
     spec = svc.load_spec(model)
     now = svc.now()
     run_id = state.get("run_id") or new_run_id(now)
-    champion = deploy.champion(svc.sagemaker, endpoint_name(svc.prefix, model))
-    version = registry.next_version(
-        svc.sagemaker, model_package_group(svc.prefix, model), champion["version"]
-    )
+    champion = deploy.champion(svc.sagemaker, endpoint_name(svc.prefix, model), svc.s3)
+    group = model_package_group(svc.prefix, model)
+    if champion["version"] and registry.find(svc.sagemaker, group, champion["version"]) is None:
+        # The version the stack was deployed with: registered, so a rollback can return to it.
+        registry.create(
+            svc.sagemaker, group=group, version=champion["version"], image=champion["image"],
+            model_data_url=champion["model_data_url"], approval=registry.APPROVED,
+            description="the version serving when retraining first ran", metadata={"decision": "initial"},
+        )  # fmt: skip
+    version = registry.next_version(svc.sagemaker, group, champion["version"])
     built = dataset.build_dataset(svc.s3, spec=spec, data_bucket=svc.data_bucket, run_id=run_id, now=now)
     job = deploy.resource_name(svc.prefix, model, f"v{version}", run_id)
     models = f"s3://{svc.artifacts_bucket}/{model_version_prefix(model)}"
@@ -76,9 +82,18 @@ def run_gate(state: dict[str, Any], svc: Services) -> dict[str, Any]:
 
 def register(state: dict[str, Any], svc: Services) -> dict[str, Any]:
     data = state["dataset"]
+    group = model_package_group(svc.prefix, state["model"])
+    existing = registry.find(svc.sagemaker, group, data["contender_version"])
+    if existing:  # a retry after the package was created
+        return {
+            "model_package_arn": existing["arn"],
+            "package_version": existing["package_version"],
+            "version": existing["version"],
+            "approval": existing["approval"],
+        }
     return registry.register(
         svc.sagemaker,
-        group=model_package_group(svc.prefix, state["model"]),
+        group=group,
         version=data["contender_version"],
         image=data["champion"]["image"],
         model_data_url=state["training"]["model_data_url"],
@@ -174,6 +189,15 @@ def notification(state: dict[str, Any]) -> tuple[str, str]:
 
 
 def notify(state: dict[str, Any], svc: Services) -> dict[str, Any]:
+    reg = state.get("registry") or {}
+    if state.get("error") and reg.get("approval") == registry.APPROVED and not state.get("verification"):
+        # Approved by the gate but never verified serving (Deploy, the wait or the check
+        # failed): it must not look like a version a rollback could return to.
+        registry.set_status(
+            svc.sagemaker, reg["model_package_arn"], registry.REJECTED,
+            f"promotion failed: {state['error'].get('Error')}: {_cause(state['error'].get('Cause'))}",
+        )  # fmt: skip
+        reg["approval"] = registry.REJECTED
     subject, body = notification(state)
     if svc.topic_arn:
         svc.sns.publish(TopicArn=svc.topic_arn, Subject=subject[:99], Message=body)
@@ -210,8 +234,8 @@ class RollbackError(ValueError):
 
 def rollback(model: str, svc: Services, to_version: str | None = None) -> dict[str, Any]:
     """Re-point the endpoint to a previous approved version (the newest one older than what
-    serves now, or `to_version`) and record it in the registry. Returns the deployment; the
-    caller waits for the endpoint and verifies it, as the workflow does."""
+    serves now, or `to_version`). Returns the deployment; the caller waits for the endpoint,
+    verifies it, and only then records the rollback (record_rollback)."""
     sm = svc.sagemaker
     endpoint = endpoint_name(svc.prefix, model)
     group = model_package_group(svc.prefix, model)
@@ -243,18 +267,28 @@ def rollback(model: str, svc: Services, to_version: str | None = None) -> dict[s
         alarms=svc.rollback_alarms.get(model, []),
         run_id=f"rollback-{now:%Y%m%d-%H%M%S}",
     )
-    stamp = now.isoformat(timespec="seconds")
     current = next((v for v in approved if v["version"] == serving["version"]), None)
-    if current:
+    return deployment | {
+        "rolled_back_from": serving["version"],
+        "rolled_back_from_arn": current["arn"] if current else None,
+        "target_arn": target["arn"],
+    }
+
+
+def record_rollback(svc: Services, deployment: dict[str, Any]) -> None:
+    """Once the endpoint verifiably serves the target: the version rolled back from is
+    Rejected, and the target notes that it was restored."""
+    stamp = svc.now().isoformat(timespec="seconds")
+    back, to = deployment["rolled_back_from"], deployment["version"]
+    if deployment.get("rolled_back_from_arn"):
         registry.set_status(
-            sm, current["arn"], registry.REJECTED,
-            f"rolled back to version {target['version']} at {stamp}", {"rolled_back_at": stamp},
+            svc.sagemaker, deployment["rolled_back_from_arn"], registry.REJECTED,
+            f"rolled back to version {to} at {stamp}", {"rolled_back_at": stamp},
         )  # fmt: skip
     registry.set_status(
-        sm, target["arn"], registry.APPROVED,
-        f"restored by a rollback from version {serving['version']} at {stamp}", {"restored_at": stamp},
+        svc.sagemaker, deployment["target_arn"], registry.APPROVED,
+        f"restored by a rollback from version {back} at {stamp}", {"restored_at": stamp},
     )  # fmt: skip
-    return deployment | {"rolled_back_from": serving["version"]}
 
 
 def _older(a: str, b: str | None) -> bool:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+from botocore.validate import validate_parameters
 
 from inferline.prediction_log import prediction_record
 from inferline.resources import (
@@ -67,6 +68,10 @@ class FakeEndpoints:
         return getattr(self._moto, name)
 
     def update_endpoint(self, EndpointName, EndpointConfigName, **kwargs):  # noqa: N803
+        shape = self._moto.meta.service_model.operation_model("UpdateEndpoint").input_shape
+        validate_parameters(
+            {"EndpointName": EndpointName, "EndpointConfigName": EndpointConfigName} | kwargs, shape
+        )
         self._moto.describe_endpoint_config(EndpointConfigName=EndpointConfigName)
         self.pending[EndpointName] = EndpointConfigName
         self.updates.append({"EndpointConfigName": EndpointConfigName, **kwargs})
@@ -331,6 +336,14 @@ def test_deploy_is_blue_green_with_rollback_alarms_and_verify_catches_a_silent_r
     endpoint = endpoint_name(platform.prefix, MODEL)
     champion = deploy.champion(sm, endpoint)
     assert champion["version"] == "1"
+    # Without rollback alarms (as locally) there is no AutoRollbackConfiguration at all:
+    # SageMaker refuses an empty alarm list.
+    deploy.start(
+        sm, endpoint=endpoint, version="3", model_data_url=champion["model_data_url"],
+        image=champion["image"], role_arn=LOCAL_ROLE_ARN, alarms=[], run_id="run",
+    )  # fmt: skip
+    assert "AutoRollbackConfiguration" not in sm.updates[-1]["DeploymentConfig"]
+    sm.pending.clear()
     started = deploy.start(
         sm, endpoint=endpoint, version="2", model_data_url=champion["model_data_url"],
         image=champion["image"], role_arn=LOCAL_ROLE_ARN, alarms=["errors-alarm"], run_id="run",
@@ -450,8 +463,10 @@ def test_rollback_restores_the_previous_approved_version(weak_champion):
 
     deployment = steps.rollback(MODEL, weak_champion)
     assert deployment["version"] == "1" and deployment["rolled_back_from"] == "2"
+    assert registry.find(sm, group, "2")["approval"] == registry.APPROVED  # not before it serves
     deploy.status(sm, deployment["endpoint"])  # Updating, then settled
     deploy.verify(sm, deployment)
+    steps.record_rollback(weak_champion, deployment)
     assert served_version(weak_champion) == "1"
     assert registry.find(sm, group, "2")["approval"] == registry.REJECTED
     assert "restored by a rollback from version 2" in registry.find(sm, group, "1")["description"]
