@@ -202,8 +202,22 @@ class Retraining(Construct):
             serving_now,
             serving_now_why,
         )
-        self._sagemaker(build_dataset, ["sagemaker:DescribeModelPackage"], packages, packages_why)
         self._list_model_packages(build_dataset)
+        # The champion's version: from its Model, or else from the metrics.json in its
+        # model.tar.gz (the model the stack was deployed with, wherever it is, or a version
+        # under models/); registered on the first run so a rollback can return to it.
+        self._read(build_dataset, artifacts, f"{MODELS_PREFIX}*", MODELS_WHY)
+        for endpoint in serving.endpoints.values():
+            build_dataset.add_to_role_policy(
+                iam.PolicyStatement(actions=["s3:GetObject"], resources=[endpoint.model_data_object_arn])
+            )
+        self._sagemaker(
+            build_dataset,
+            ["sagemaker:CreateModelPackage", "sagemaker:UpdateModelPackage"]
+            + ["sagemaker:DescribeModelPackage"],
+            [*groups, *packages],
+            packages_why,
+        )
 
         # Gate reads the evaluation; Register records the contender with it in the registry.
         self._read(gate, artifacts, f"{MODELS_PREFIX}*", MODELS_WHY)
@@ -254,6 +268,11 @@ class Retraining(Construct):
         # A rolled-back promotion: VerifyDeployment marks the version Rejected (it never served).
         self._sagemaker(
             verify, ["sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"], packages, packages_why
+        )
+        # A failed promotion: Notify marks a version the gate approved but that never served
+        # as Rejected, so a rollback never returns to it.
+        self._sagemaker(
+            notify, ["sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"], packages, packages_why
         )
         self.topic.grant_publish(notify)
         acknowledge(

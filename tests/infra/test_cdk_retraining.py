@@ -368,6 +368,10 @@ def test_the_steps_touch_only_their_own_s3_prefixes(synth):
             "data/ground-truth/*": {"read"},
             "data/training/*": {"read"},
             "data/retraining/*": {"write"},
+            # the champion's model.tar.gz, for its version: a version under models/, or the
+            # model data the stack was deployed with
+            "artifacts": {"list"},
+            "artifacts/models/*": {"read"},
         },
         fns["gate"].role: {"artifacts": {"list"}, "artifacts/models/*": {"read"}},
         fns["register"].role: {"artifacts": {"list"}, "artifacts/models/*": {"read"}},
@@ -378,7 +382,13 @@ def test_the_steps_touch_only_their_own_s3_prefixes(synth):
         },
     }
     for role, access in expected.items():
-        assert s3_access(synth, role) == access, role.node.path
+        found = s3_access(synth, role)
+        if role is fns["build_dataset"].role:
+            # ... and, read only, the model data each endpoint was deployed with (any bucket)
+            deployed = {k: v for k, v in found.items() if k.startswith("arn:")}
+            assert list(deployed.values()) == [{"read"}] * len(synth.stack.serving.endpoints)
+            found = {k: v for k, v in found.items() if k not in deployed}
+        assert found == access, role.node.path
     for step in ("deploy", "check_endpoint", "verify_deployment", "notify"):
         assert s3_access(synth, fns[step].role) == {}, step
 
@@ -449,11 +459,16 @@ def test_endpoint_checks_describe_the_endpoints(synth, step):
     assert actions_on(statements(synth, fn.role), "sagemaker:") == expected
 
 
-def test_notify_publishes_to_the_retraining_topic_only(synth):
+def test_notify_publishes_to_the_retraining_topic_only_and_may_reject_a_failed_promotion(synth):
     retraining = synth.stack.retraining
     found = statements(synth, retraining.functions["notify"].role)
     assert actions_on(found, "sns:") == {f"<{logical_id(synth, retraining.topic)}>": {"sns:Publish"}}
-    assert actions_on(found, "s3:") == {} and actions_on(found, "sagemaker:") == {}
+    assert actions_on(found, "s3:") == {}
+    # A failed promotion: the version the gate approved is marked Rejected in its group.
+    sagemaker = actions_on(found, "sagemaker:")
+    actions = set().union(*sagemaker.values())
+    assert actions == {"sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"}
+    assert all(":model-package/" in str(resource) for resource in sagemaker)
     topic = synth.template["Resources"][logical_id(synth, retraining.topic)]["Properties"]
     assert topic["TopicName"] == f"{synth.config.prefix}-retraining"
     assert "KmsMasterKeyId" in topic
