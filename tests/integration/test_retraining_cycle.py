@@ -60,10 +60,15 @@ def test_retraining_promotes_a_better_model_without_failing_a_request_and_rollba
     package = registry.find(svc.sagemaker, model_package_group(config.prefix, MODEL), version)
     assert package["approval"] == registry.APPROVED
     # Predictions from the new version are logged with it, so quality compares per version.
+    with local_target.client() as api:
+        pid = api.post(PREDICT, json={"instances": [GOOD]}).json()["predictions"][0]["prediction_id"]
     logs = svc.s3.list_objects_v2(Bucket=svc.data_bucket, Prefix=f"predictions/model={MODEL}/")["Contents"]
-    newest = max(logs, key=lambda o: o["LastModified"])["Key"]
-    record = json.loads(svc.s3.get_object(Bucket=svc.data_bucket, Key=newest)["Body"].read().splitlines()[0])
-    assert record["model_version"] == version
+    records = (
+        json.loads(line)
+        for obj in logs
+        for line in svc.s3.get_object(Bucket=svc.data_bucket, Key=obj["Key"])["Body"].iter_lines()
+    )
+    assert next(r for r in records if r["prediction_id"] == pid)["model_version"] == version
 
     rollback(config, MODEL)
     assert served_version(local_target) == before
