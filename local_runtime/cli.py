@@ -10,8 +10,8 @@
   inferline batch MODEL FILE.csv --email ADDRESS   submit, upload and follow a batch job
   inferline train MODEL [--data FILE.csv | --rows N --drift D] [--version V] [--current]
   inferline retrain MODEL [--param KEY=VALUE]      run the retraining workflow locally
-  inferline models MODEL                           registered versions, and which one serves
-  inferline rollback MODEL [--to VERSION]          serve a previous approved version again
+  inferline models MODEL [--aws]                   registered versions, and which one serves
+  inferline rollback MODEL [--to VERSION] [--aws]  serve a previous approved version again
 The API URL and key come from INFERLINE_API_URL / INFERLINE_API_KEY, else the local runtime.
 """
 
@@ -112,12 +112,20 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("models", help="list a model's registered versions")
     s.add_argument("model")
+    s.add_argument(
+        "--aws", action="store_true", help="the deployed stack (your AWS credentials), not the local one"
+    )
     s.set_defaults(run=cmd_models)
 
     s = sub.add_parser("rollback", help="serve a previous approved version of a model again")
     s.add_argument("model")
     s.add_argument("--to", dest="to_version", help="the version (default: the newest older approved one)")
-    s.add_argument("--timeout", type=float, default=180, help="seconds to wait for the endpoint")
+    s.add_argument(
+        "--aws", action="store_true", help="the deployed stack (your AWS credentials), not the local one"
+    )
+    s.add_argument(
+        "--timeout", type=float, help="seconds to wait for the endpoint (default 180 locally, 3600 on AWS)"
+    )
     s.set_defaults(run=cmd_rollback)
     return p
 
@@ -305,26 +313,34 @@ def cmd_retrain(args, config: LocalConfig) -> int:
     return 1 if result.outcome == "failed" else 0
 
 
-def cmd_models(args, config: LocalConfig) -> int:
+def _services(config: LocalConfig, on_aws: bool):
+    from local_runtime.retrain import aws_services, local_services
+
+    if on_aws:
+        return aws_services(config.prefix)
     _require_up(config)
-    print_models(config, args.model)
+    return local_services(config)
+
+
+def cmd_models(args, config: LocalConfig) -> int:
+    print_models(config, args.model, _services(config, args.aws))
     return 0
 
 
-def print_models(config: LocalConfig, model: str) -> None:
+def print_models(config: LocalConfig, model: str, svc=None) -> None:
     from rich.table import Table
 
     from inferline.resources import endpoint_name, model_package_group
     from local_runtime.retrain import local_services
     from retrain import deploy, registry
 
-    svc = local_services(config)
-    serving = deploy.champion(svc.sagemaker, endpoint_name(config.prefix, model))
+    svc = svc or local_services(config)
+    serving = deploy.champion(svc.sagemaker, endpoint_name(svc.prefix, model), svc.s3)
     metric = svc.load_spec(model).evaluation.metric
     table = Table(title=f"{model}: registered versions")
     for column in ("version", "status", metric, "vs champion", "registered", "why"):
         table.add_column(column, overflow="fold")
-    for v in registry.versions(svc.sagemaker, model_package_group(config.prefix, model)):
+    for v in registry.versions(svc.sagemaker, model_package_group(svc.prefix, model)):
         meta = v["metadata"]
         status = v["approval"] + (" (serving)" if v["version"] == serving["version"] else "")
         versus = (
@@ -341,19 +357,22 @@ def print_models(config: LocalConfig, model: str) -> None:
 
 
 def cmd_rollback(args, config: LocalConfig) -> int:
-    _require_up(config)
-    rollback(config, args.model, args.to_version, args.timeout)
+    timeout = args.timeout or (3600 if args.aws else 180)  # AWS: blue/green with its bake time
+    rollback(config, args.model, args.to_version, timeout, _services(config, args.aws))
     return 0
 
 
-def rollback(config: LocalConfig, model: str, to_version: str | None = None, timeout: float = 180) -> None:
-    """Roll back, wait for the endpoint to settle, and check it serves the version asked for."""
+def rollback(
+    config: LocalConfig, model: str, to_version: str | None = None, timeout: float = 180, svc=None
+) -> None:
+    """Roll back, wait for the endpoint to settle, check it serves the version asked for, and
+    record the rollback in the registry."""
     import time
 
     from local_runtime.retrain import local_services
     from retrain import deploy, steps
 
-    svc = local_services(config)
+    svc = svc or local_services(config)
     deployment = steps.rollback(model, svc, to_version)
     with console.status(f"Rolling {model} back to version {deployment['version']}..."):
         deadline = time.monotonic() + timeout

@@ -273,6 +273,31 @@ def local_services(config: LocalConfig) -> steps.Services:
     )
 
 
+def aws_services(prefix: str) -> steps.Services:
+    """Services for a deployed stack, with the caller's AWS credentials: the settings are the
+    retraining Lambdas' own environment (read off the Deploy Lambda), so `inferline models`
+    and `inferline rollback --aws` act exactly as the workflow would."""
+    import boto3
+
+    from retrain.settings import RetrainSettings
+
+    function = f"{prefix}-retrain-deploy"
+    env = boto3.client("lambda").get_function_configuration(FunctionName=function)["Environment"]["Variables"]
+    settings = RetrainSettings.model_validate(env)
+    return steps.Services(
+        s3=boto3.client("s3"),
+        sagemaker=boto3.client("sagemaker"),
+        sns=boto3.client("sns"),
+        load_spec=load_spec,
+        data_bucket=settings.data_bucket,
+        artifacts_bucket=settings.artifacts_bucket,
+        prefix=settings.resource_prefix,
+        sagemaker_role_arn=settings.sagemaker_role_arn,
+        rollback_alarms=settings.rollback_alarms,
+        topic_arn=settings.retrain_topic_arn,
+    )
+
+
 def write_outbox(config: LocalConfig, result: RunResult) -> Path | None:
     """The notification as a file a person can open, beside the batch emails."""
     note = result.notification

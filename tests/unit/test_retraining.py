@@ -497,3 +497,33 @@ def test_the_gate_lambda_reads_the_evaluation_beside_the_model(aws, monkeypatch)
     decision = handlers.gate({"model": MODEL, "dataset": {"evaluation_uri": uri}}, context_for("gate"))
     assert decision["decision"] == gate.PROMOTE and decision["report"] == uri + "evaluation.md"
     handlers.services.cache_clear()
+
+
+def test_the_cli_reaches_a_deployed_stack_with_the_retraining_lambdas_settings(aws):
+    """`inferline models/rollback --aws` build their Services from the Deploy Lambda's own
+    environment, so they act on the stack exactly as the workflow does."""
+    import io
+    import zipfile
+
+    from local_runtime.retrain import aws_services
+
+    role = boto3.client("iam").create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as z:
+        z.writestr("handler.py", "")
+    env = {
+        "DATA_BUCKET": "stack-data-1", "ARTIFACTS_BUCKET": "stack-artifacts-1", "RESOURCE_PREFIX": "stack",
+        "SAGEMAKER_ROLE_ARN": LOCAL_ROLE_ARN, "ROLLBACK_ALARMS": json.dumps({MODEL: ["stack-errors"]}),
+        "RETRAIN_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:stack-retraining",
+    }  # fmt: skip
+    boto3.client("lambda").create_function(
+        FunctionName="stack-retrain-deploy", Runtime="python3.12", Role=role, Handler="handler.x",
+        Code={"ZipFile": code.getvalue()}, Environment={"Variables": env},
+    )  # fmt: skip
+    svc = aws_services("stack")
+    assert (svc.data_bucket, svc.artifacts_bucket, svc.prefix) == (
+        "stack-data-1",
+        "stack-artifacts-1",
+        "stack",
+    )
+    assert svc.rollback_alarms == {MODEL: ["stack-errors"]} and svc.topic_arn.endswith("stack-retraining")
