@@ -190,7 +190,12 @@ def notification(state: dict[str, Any]) -> tuple[str, str]:
 
 def notify(state: dict[str, Any], svc: Services) -> dict[str, Any]:
     reg = state.get("registry") or {}
-    if state.get("error") and reg.get("approval") == registry.APPROVED and not state.get("verification"):
+    if (
+        state.get("error")
+        and reg.get("approval") == registry.APPROVED
+        and not state.get("verification")
+        and registry.describe(svc.sagemaker, reg["model_package_arn"])["approval"] == registry.APPROVED
+    ):
         # Approved by the gate but never verified serving (Deploy, the wait or the check
         # failed): it must not look like a version a rollback could return to.
         registry.set_status(

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.validate import validate_parameters
 
 from inferline.prediction_log import prediction_record
@@ -21,6 +22,7 @@ from inferline.resources import (
 )
 from inferline.spec import load_spec
 from inferline.workflow import (
+    DEPLOY,
     RETRAIN_FAILURE_TAIL,
     RETRAIN_REJECT_STEPS,
     RETRAIN_SKIP_STEPS,
@@ -62,6 +64,7 @@ class FakeEndpoints:
         self.configs: dict[str, str] = {}
         self.pending: dict[str, str] = {}
         self.roll_back = False
+        self.refuse_updates = False
         self.updates: list[dict] = []
 
     def __getattr__(self, name):
@@ -73,6 +76,10 @@ class FakeEndpoints:
             {"EndpointName": EndpointName, "EndpointConfigName": EndpointConfigName} | kwargs, shape
         )
         self._moto.describe_endpoint_config(EndpointConfigName=EndpointConfigName)
+        if self.refuse_updates:
+            raise ClientError(
+                {"Error": {"Code": "ResourceLimitExceeded", "Message": "no capacity"}}, "UpdateEndpoint"
+            )
         self.pending[EndpointName] = EndpointConfigName
         self.updates.append({"EndpointConfigName": EndpointConfigName, **kwargs})
         return {}
@@ -451,6 +458,19 @@ def test_a_silent_rollback_is_a_failed_promotion(weak_champion):
     assert served_version(weak_champion) == "1"
     two = registry.find(weak_champion.sagemaker, model_package_group(weak_champion.prefix, MODEL), "2")
     assert two["approval"] == registry.REJECTED and two["description"].startswith("deployment rolled back")
+
+
+def test_a_failed_deployment_leaves_the_champion_and_rejects_the_version(weak_champion):
+    log_production(weak_champion, 600)
+    weak_champion.sagemaker.refuse_updates = True
+    result = LocalRetraining(weak_champion, wait_seconds=0, jobs_in_process=True).run(MODEL)
+
+    assert result.outcome == steps.FAILED
+    assert result.path[-3:] == (DEPLOY, *RETRAIN_FAILURE_TAIL)
+    assert served_version(weak_champion) == "1"
+    two = registry.find(weak_champion.sagemaker, model_package_group(weak_champion.prefix, MODEL), "2")
+    # Approved by the gate, never served: a rollback must never pick it.
+    assert two["approval"] == registry.REJECTED and two["description"].startswith("promotion failed")
 
 
 def test_rollback_restores_the_previous_approved_version(weak_champion):
