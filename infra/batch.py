@@ -8,8 +8,8 @@
       -> SQS <prefix>-batch-chunks   -> Lambda <prefix>-batch-chunk (at most
            batchMaxConcurrency at once, so a big file cannot starve the online path)
            predicts one range through the endpoint, writes batch/ parts and the prediction
-           log; the last chunk assembles results/<model>/<job>/{results,errors}.csv and
-           emails presigned links through SES
+           log (one S3 object and one index item per chunk); the last chunk assembles
+           results/<model>/<job>/{results,errors}.csv and emails presigned links through SES
     both queues' dead-letter queues -> Lambda <prefix>-batch-dead-letter: marks the job
            failed and emails why
 
@@ -251,7 +251,8 @@ class Batch(Construct):
         self._objects(self.chunk, RESULTS_PREFIX, "s3:GetObject", "s3:PutObject", *MULTIPART)
         self._objects(self.chunk, PREDICTION_LOG_PREFIX, "s3:PutObject", "s3:AbortMultipartUpload")
         features.grant(self.chunk, "dynamodb:BatchGetItem")
-        predictions.grant(self.chunk, "dynamodb:BatchWriteItem", "dynamodb:PutItem")
+        # one index item per chunk (the prediction log itself is one S3 object per chunk)
+        predictions.grant(self.chunk, "dynamodb:PutItem")
         jobs.grant(self.chunk, "dynamodb:GetItem", "dynamodb:UpdateItem")
         self.chunk.add_to_role_policy(
             iam.PolicyStatement(

@@ -1,15 +1,22 @@
 """The batch jobs API: submit a job (an upload URL back), and follow it (counts, then links).
 
-  POST /v1/models/{model}/batch-jobs {"email"}  -> 201 {"job_id", "upload_url", "upload_headers",
-                                                   "expires_at"}
-  GET  /v1/batch-jobs/{job_id}                  -> 200 {"job_id", "model", "status", counts...,
-                                                   "results_url", "errors_url" once done}
+  POST /v1/models/{model}/batch-jobs {"email", "file_name"?, "size"?, "multipart"?}
+      -> 201 {"job_id", "upload_method": "PUT", "upload_url", "upload_headers", "expires_at"}
+      or, for a file of MULTIPART_THRESHOLD bytes or more (or "multipart": true, with "size"):
+      -> 201 {"job_id", "upload_method": "multipart", "upload_id", "part_size", "parts":
+              [{"part_number", "url"}], "complete_url", "complete_method": "POST", "expires_at"}
+         PUT byte range [(n - 1) * part_size, n * part_size) of the file to part n's URL, keep
+         each reply's ETag header, then POST <CompleteMultipartUpload> listing the parts and
+         their ETags to complete_url: S3 assembles the object, and the job starts.
+  GET  /v1/batch-jobs/{job_id}
+      -> 200 {"job_id", "model", "status", counts..., "results_url", "errors_url" once done}
 The email address is stored on the job to send the results to; it is never echoed back.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -20,7 +27,14 @@ from inferline.resources import batch_output_key, upload_key
 from inferline.spec import ModelSpec, UnknownModel, available_models
 from inferline.workflow import error_response, response
 
-FIELDS = {"email", "file_name"}
+FIELDS = {"email", "file_name", "size", "multipart"}
+# Multipart uploads: files this large get one by default. S3 takes parts of 5 MiB to 5 GiB (the
+# last may be smaller) and at most 10,000 of them; a reply lists at most MAX_PARTS URLs, so a
+# file's part size grows with it (MAX_PARTS parts of 5 GiB: 5 TB).
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+MIN_PART_SIZE = 16 * 1024 * 1024
+MAX_PARTS = 1_000
+MAX_PART_SIZE = 5 * 1024**3
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 PUBLIC_FIELDS = ("job_id", "model", "status", "total_chunks", "chunks_done", "rows_ok", "rows_failed",
                  "failure_reason", "created_at", "updated_at", "finished_at")  # fmt: skip
@@ -44,34 +58,88 @@ def submit_job(
         payload = json.loads(body or "")
     except ValueError:
         payload = None
-    email = payload.get("email") if isinstance(payload, dict) else None
-    file_name = payload.get("file_name") if isinstance(payload, dict) else None
-    valid_name = file_name is None or (isinstance(file_name, str) and 0 < len(file_name) <= 255)
-    if not isinstance(email, str) or not EMAIL.match(email) or not valid_name or set(payload) - FIELDS:
-        expected = 'expected {"email": "you@example.com", "file_name": "optional.csv"}'
-        detail = {"instance": None, "field": "email", "problem": expected}
+    problem = _request_problem(payload)
+    if problem:
+        detail = {"instance": None, "field": problem[0], "problem": problem[1]}
         return response(
             400, {"error": "invalid_request", "message": "malformed batch job request", "details": [detail]}
         )
-    job = create_job(jobs_table, spec.name, email, file_name=file_name)
-    headers = {"Content-Type": "text/csv"}
-    url = s3.generate_presigned_url(
-        "put_object",
-        Params={"Bucket": bucket, "Key": upload_key(spec.name, job["job_id"]), "ContentType": "text/csv"},
-        ExpiresIn=upload_expiry_seconds,
-    )
+    size = payload.get("size")
+    multipart = payload.get("multipart")
+    if multipart is None:
+        multipart = size is not None and size >= MULTIPART_THRESHOLD
+    job = create_job(jobs_table, spec.name, payload["email"], file_name=payload.get("file_name"))
+    key = upload_key(spec.name, job["job_id"])
     expires = (now or datetime.now(UTC)) + timedelta(seconds=upload_expiry_seconds)
-    return response(201, {
-        "job_id": job["job_id"],
-        "model": spec.name,
-        "status": job["status"],
-        "upload_url": url,
-        "upload_method": "PUT",
-        "upload_headers": headers,
+    body = {"job_id": job["job_id"], "model": spec.name, "status": job["status"]}
+    if multipart:
+        body |= _multipart(s3, bucket, key, size, upload_expiry_seconds)
+    else:
+        body |= {
+            "upload_method": "PUT",
+            "upload_url": s3.generate_presigned_url(
+                "put_object",
+                Params={"Bucket": bucket, "Key": key, "ContentType": "text/csv"},
+                ExpiresIn=upload_expiry_seconds,
+            ),
+            "upload_headers": {"Content-Type": "text/csv"},
+        }
+    fields = spec.request.fields
+    body |= {
         "expires_at": expires.isoformat(),
-        "columns": {"required": [n for n, f in spec.request.fields.items() if f.required],
-                    "optional": [n for n, f in spec.request.fields.items() if not f.required]},
-    })  # fmt: skip
+        "columns": {"required": [n for n, f in fields.items() if f.required],
+                    "optional": [n for n, f in fields.items() if not f.required]},
+    }  # fmt: skip
+    return response(201, body)
+
+
+def _request_problem(payload: Any) -> tuple[str, str] | None:
+    """(field, what was expected) for a malformed job request, or None."""
+    expected = 'expected {"email": "you@example.com", "file_name": "optional.csv", "size": bytes}'
+    if not isinstance(payload, dict) or set(payload) - FIELDS:
+        return "email", expected
+    email, file_name = payload.get("email"), payload.get("file_name")
+    if not isinstance(email, str) or not EMAIL.match(email):
+        return "email", expected
+    if file_name is not None and not (isinstance(file_name, str) and 0 < len(file_name) <= 255):
+        return "file_name", "a file name of 1 to 255 characters"
+    size, multipart = payload.get("size"), payload.get("multipart")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        return "size", "the file's size in bytes, a positive integer"
+    if size is not None and size > MAX_PARTS * MAX_PART_SIZE:
+        return "size", f"at most {MAX_PARTS * MAX_PART_SIZE} bytes"
+    if multipart is not None and not isinstance(multipart, bool):
+        return "multipart", "true or false"
+    if multipart and size is None:
+        return "size", "a multipart upload needs the file's size in bytes"
+    return None
+
+
+def _multipart(s3, bucket: str, key: str, size: int, expiry: int) -> dict[str, Any]:
+    """A multipart upload of `size` bytes to `key`: presigned URLs for each part and to complete."""
+    needed = math.ceil(size / MAX_PARTS)  # parts grow (in whole MiB) once MAX_PARTS would not do
+    part_size = MIN_PART_SIZE if needed <= MIN_PART_SIZE else math.ceil(needed / 2**20) * 2**20
+    count = max(1, math.ceil(size / part_size))
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType="text/csv")["UploadId"]
+    where = {"Bucket": bucket, "Key": key, "UploadId": upload_id}
+    return {
+        "upload_method": "multipart",
+        "upload_id": upload_id,
+        "part_size": part_size,
+        "parts": [
+            {
+                "part_number": n,
+                "url": s3.generate_presigned_url(
+                    "upload_part", Params=where | {"PartNumber": n}, ExpiresIn=expiry
+                ),
+            }
+            for n in range(1, count + 1)
+        ],
+        "complete_url": s3.generate_presigned_url(
+            "complete_multipart_upload", Params=where, ExpiresIn=expiry, HttpMethod="POST"
+        ),
+        "complete_method": "POST",
+    }
 
 
 def job_status(job_id: str, jobs_table, s3, bucket: str, link_expiry_seconds: int) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """The end of a job: the chunks' parts streamed, in chunk order, into results.csv and
 errors.csv; the job marked succeeded by exactly one finisher; then the email.
 
-Constant memory: parts are read a block at a time into a buffer that goes out as one part
-of an S3 multipart upload whenever it reaches PART_BYTES (a single put when the whole file
-is smaller). Assembly is deterministic, so two finishers racing write the same bytes.
+Constant memory, and little data through the finisher: a chunk's part of at least
+MIN_PART_BYTES becomes a part of the output's S3 multipart upload by a server-side copy
+(UploadPartCopy); anything else (the header, small parts) is read a block at a time into a
+buffer that goes out as an uploaded part whenever it reaches PART_BYTES (a single put when the
+whole file is smaller). Assembly is deterministic, so two finishers racing write the same bytes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from inferline.spec import ModelSpec
 
 logger = Logger(child=True)
 
-PART_BYTES = 8 * 1024 * 1024  # S3 multipart parts must be >= 5 MB, except the last
+PART_BYTES = 8 * 1024 * 1024
+MIN_PART_BYTES = 5 * 1024 * 1024  # S3 multipart parts must be >= 5 MB, except the last
 READ_BLOCK = 1024 * 1024
 
 
@@ -68,11 +71,15 @@ def _result_header(services: Services, job: dict[str, Any]) -> list[str]:
 def assemble(services: Services, job: dict[str, Any], kind: str, header: list[str]) -> str:
     """Write <kind>.csv from the job's parts in chunk order; returns its key."""
     key = batch_output_key(job["model"], job["job_id"], kind)
+    parts = [batch_part_key(job["model"], job["job_id"], chunk, kind) for chunk in range(job["total_chunks"])]
+    sizes = _sizes(services, parts)
     writer = _Upload(services.s3, services.bucket, key)
     try:
         writer.write(_csv_line(header))
-        for chunk in range(job["total_chunks"]):
-            part = batch_part_key(job["model"], job["job_id"], chunk, kind)
+        for part in parts:
+            if sizes.get(part, 0) >= MIN_PART_BYTES and writer.can_copy():
+                writer.copy(part)
+                continue
             body = services.s3.get_object(Bucket=services.bucket, Key=part)["Body"]
             while block := body.read(READ_BLOCK):
                 writer.write(block)
@@ -81,6 +88,19 @@ def assemble(services: Services, job: dict[str, Any], kind: str, header: list[st
         writer.abort()
         raise
     return key
+
+
+def _sizes(services: Services, parts: list[str]) -> dict[str, int]:
+    """Each part's size, from one listing of the job's parts (a part missing here is read, and
+    its absence then raises, as before)."""
+    wanted = set(parts)
+    prefix = parts[0].rsplit("/", 1)[0] + "/" if parts else ""
+    sizes = {}
+    for page in services.s3.get_paginator("list_objects_v2").paginate(Bucket=services.bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            if obj["Key"] in wanted:
+                sizes[obj["Key"]] = obj["Size"]
+    return sizes
 
 
 def _csv_line(values: list[str]) -> bytes:
@@ -103,11 +123,34 @@ class _Upload:
         if len(self.buffer) >= PART_BYTES:
             self._flush()
 
-    def _flush(self) -> None:
+    def can_copy(self) -> bool:
+        """Whether an object may go in as the next part: whatever is buffered must be flushed
+        first, which S3 allows only once it is a part's minimum size."""
+        return not self.buffer or len(self.buffer) >= MIN_PART_BYTES
+
+    def copy(self, source_key: str) -> None:
+        """The whole object `source_key` (at least MIN_PART_BYTES) as the next part, copied by S3."""
+        if self.buffer:
+            self._flush()
+        self._start()
+        number = len(self.parts) + 1
+        reply = self.s3.upload_part_copy(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=number,
+            CopySource={"Bucket": self.bucket, "Key": source_key},
+        )
+        self.parts.append({"PartNumber": number, "ETag": reply["CopyPartResult"]["ETag"]})
+
+    def _start(self) -> None:
         if self.upload_id is None:
             self.upload_id = self.s3.create_multipart_upload(
                 Bucket=self.bucket, Key=self.key, ContentType="text/csv"
             )["UploadId"]
+
+    def _flush(self) -> None:
+        self._start()
         number = len(self.parts) + 1
         reply = self.s3.upload_part(
             Bucket=self.bucket,

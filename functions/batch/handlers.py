@@ -25,7 +25,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from batch.chunk import process_chunk
+from batch.chunk import JobFeatures, process_chunk
 from batch.dead_letter import handle_dead_letter
 from batch.services import Services
 from batch.settings import ChunkSettings, DeadLetterSettings, MailSettings, SplitSettings
@@ -72,6 +72,9 @@ def chunk_services() -> Services:
         runtime=aws.client("sagemaker-runtime"),
         resource_prefix=settings.resource_prefix,
         link_expiry_seconds=settings.result_link_expiry_seconds,
+        endpoint_max_rows=settings.endpoint_max_rows,
+        endpoint_concurrency=settings.endpoint_concurrency,
+        feature_cache=JobFeatures(),  # kept while the Lambda is warm: one fetch per entity per job
     )
 
 

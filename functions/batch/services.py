@@ -29,3 +29,8 @@ class Services:
     chunk_max_rows: int = 50_000
     chunk_max_bytes: int = 8 * 1024 * 1024
     load_spec: Callable[[str], ModelSpec] = load_spec
+    # the chunk worker: rows per endpoint request, requests in flight, and the stored
+    # features this process keeps for the job it is working on (None: fetched per chunk)
+    endpoint_max_rows: int = 5_000
+    endpoint_concurrency: int = 2
+    feature_cache: Any = None

@@ -23,7 +23,7 @@ class SplitSettings(MailSettings):
     chunks_queue_url: str = Field(validation_alias="CHUNKS_QUEUE_URL", min_length=3)
     # A chunk ends at whichever limit comes first; both keep a worker well inside its time
     # and memory (the chunk is held in memory while it is scored).
-    chunk_max_rows: int = Field(default=50_000, ge=1, validation_alias="CHUNK_MAX_ROWS")
+    chunk_max_rows: int = Field(default=50_000, ge=1, le=1_000_000, validation_alias="CHUNK_MAX_ROWS")
     chunk_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1, validation_alias="CHUNK_MAX_BYTES")
 
 
@@ -35,6 +35,11 @@ class ChunkSettings(MailSettings):
     result_link_expiry_seconds: int = Field(
         default=SEVEN_DAYS, ge=60, le=SEVEN_DAYS, validation_alias="RESULT_LINK_EXPIRY_SECONDS"
     )
+    # Rows per endpoint request (the serving container takes up to 10,000; the 6 MB payload
+    # limit is kept by the worker whatever this says), and requests in flight per worker: two
+    # keep the endpoint busy while the worker writes the log lines of the rows already sent.
+    endpoint_max_rows: int = Field(default=5_000, ge=1, le=10_000, validation_alias="ENDPOINT_MAX_ROWS")
+    endpoint_concurrency: int = Field(default=2, ge=1, le=16, validation_alias="ENDPOINT_CONCURRENCY")
 
 
 class DeadLetterSettings(MailSettings):

@@ -34,20 +34,14 @@ def feedback(
     """200 with one result per item (recorded, updated, unchanged, unknown_prediction_id,
     invalid_actual), or 400 naming each malformed item and field."""
     if not body or not body.strip():
-        return error_response(
-            400, "invalid_request", 'expected {"feedback": [{"prediction_id", "actual"}]}'
-        )
+        return error_response(400, "invalid_request", 'expected {"feedback": [{"prediction_id", "actual"}]}')
     try:
         request = FeedbackRequest.model_validate_json(body)
     except ValidationError as exc:
         details = []
         for err in exc.errors():
             loc = list(err["loc"])
-            index = (
-                loc[1]
-                if len(loc) > 1 and loc[0] == "feedback" and isinstance(loc[1], int)
-                else None
-            )
+            index = loc[1] if len(loc) > 1 and loc[0] == "feedback" and isinstance(loc[1], int) else None
             field = str(loc[2]) if index is not None and len(loc) > 2 else ".".join(map(str, loc))
             details.append({"instance": index, "field": field or None, "problem": err["msg"]})
         return response(
@@ -56,6 +50,4 @@ def feedback(
     results = record_feedback(
         predictions_table, s3, bucket, [i.model_dump() for i in request.feedback], load_spec
     )
-    return response(
-        200, {"results": results, "summary": dict(Counter(r["status"] for r in results))}
-    )
+    return response(200, {"results": results, "summary": dict(Counter(r["status"] for r in results))})

@@ -47,8 +47,7 @@ def get_features(table, spec: ModelSpec, entity_ids: Iterable[str]) -> dict[str,
         request = {
             table.name: {
                 "Keys": keys,
-                "ProjectionExpression": ", ".join(f"#f{n}" for n in range(len(names)))
-                + ", entity_id",
+                "ProjectionExpression": ", ".join(f"#f{n}" for n in range(len(names))) + ", entity_id",
                 "ExpressionAttributeNames": {f"#f{n}": name for n, name in enumerate(names)},
             }
         }
@@ -138,4 +137,3 @@ def _feature_item(spec: ModelSpec, row: dict[str, str], now: str) -> tuple[dict,
         else:
             item[name] = Decimal(str(value)) if feature.type in ("int", "float") else value
     return item, problems
-

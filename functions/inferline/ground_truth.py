@@ -4,6 +4,11 @@ The join is by prediction_id: the actual is written onto the prediction's Dynamo
 as one S3 object per prediction under ground-truth/ (partitioned by the prediction's model
 and date). Each item of a feedback request gets its own status; one unknown id never fails
 the others, and repeating a request changes nothing.
+
+Batch predictions have no item of their own: their id names (job, chunk, row), and the
+chunk's index item says whether that row was predicted, by which version, when. Their first
+feedback creates the item (the prediction's model, version, times and the actual), so later
+feedback on the same id reads like feedback on an online prediction.
 """
 
 from __future__ import annotations
@@ -15,13 +20,22 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from inferline.prediction_log import from_dynamo, to_dynamo
+from inferline.prediction_log import (
+    batch_index_key,
+    batch_prediction,
+    from_dynamo,
+    parse_batch_prediction_id,
+    to_dynamo,
+)
 from inferline.resources import ground_truth_key
 from inferline.spec import ModelSpec, UnknownModel
 
 BATCH_GET_LIMIT = 100
 MAX_UNPROCESSED_RETRIES = 5
-PROJECTION = ("prediction_id", "model", "model_version", "created_at", "actual")
+PROJECTION = ("prediction_id", "model", "model_version", "created_at", "actual", "record_type")
+INDEX_PROJECTION = ("prediction_id", "record_type", "job_id", "chunk", "model", "created_at", "expires_at",
+                    "first_row", "versions")  # fmt: skip
+_FROM_INDEX = "from_chunk_index"  # a batch prediction found through its chunk's index item
 
 RECORDED = "recorded"  # first ground truth for this prediction
 UPDATED = "updated"  # a different actual replaced an earlier one
@@ -88,6 +102,26 @@ def _store(table, s3, bucket: str, prediction: dict, actual: Any, now: datetime)
         Body=json.dumps(record).encode(),
         ContentType="application/json",
     )
+    if prediction.get(_FROM_INDEX):
+        # a batch prediction's first feedback: its item is created, expiring with its log
+        table.update_item(
+            Key={"prediction_id": prediction["prediction_id"]},
+            UpdateExpression=(
+                "SET model = :m, model_version = :v, created_at = :c, expires_at = :e, #s = :s, "
+                "actual = :a, actual_recorded_at = :t"
+            ),
+            ExpressionAttributeNames={"#s": "source"},
+            ExpressionAttributeValues={
+                ":m": prediction["model"],
+                ":v": prediction["model_version"],
+                ":c": prediction["created_at"],
+                ":e": prediction["expires_at"],
+                ":s": prediction["source"],
+                ":a": to_dynamo(actual),
+                ":t": now.isoformat(),
+            },
+        )
+        return
     try:
         table.update_item(
             Key={"prediction_id": prediction["prediction_id"]},
@@ -101,15 +135,32 @@ def _store(table, s3, bucket: str, prediction: dict, actual: Any, now: datetime)
 
 
 def _get_predictions(table, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Each id's prediction: its item, or for a batch id without one, its chunk's index."""
+    found = {
+        key: item
+        for key, item in _batch_get(table, list(dict.fromkeys(ids)), PROJECTION).items()
+        if not item.get("record_type")  # a chunk's index item is not a prediction
+    }
+    batch_ids = {i: parse_batch_prediction_id(i) for i in ids if i not in found}
+    chunks = {i: batch_index_key(p[0], p[1]) for i, p in batch_ids.items() if p is not None}
+    if chunks:
+        indexes = _batch_get(table, list(dict.fromkeys(chunks.values())), INDEX_PROJECTION)
+        for pid, key in chunks.items():
+            prediction = batch_prediction(indexes[key], pid) if key in indexes else None
+            if prediction is not None:
+                found[pid] = prediction | {_FROM_INDEX: True}
+    return found
+
+
+def _batch_get(table, keys: list[str], projection: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     client = table.meta.client
-    distinct = list(dict.fromkeys(ids))
     found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(distinct), BATCH_GET_LIMIT):
+    for start in range(0, len(keys), BATCH_GET_LIMIT):
         request = {
             table.name: {
-                "Keys": [{"prediction_id": i} for i in distinct[start : start + BATCH_GET_LIMIT]],
-                "ProjectionExpression": ", ".join(f"#{a}" for a in PROJECTION),
-                "ExpressionAttributeNames": {f"#{a}": a for a in PROJECTION},
+                "Keys": [{"prediction_id": k} for k in keys[start : start + BATCH_GET_LIMIT]],
+                "ProjectionExpression": ", ".join(f"#{a}" for a in projection),
+                "ExpressionAttributeNames": {f"#{a}": a for a in projection},
             }
         }
         for _ in range(MAX_UNPROCESSED_RETRIES):

@@ -2,7 +2,8 @@
 
 Item (key job_id): model, email (needed to send the mail; never logged), source_key,
 status (awaiting_upload | splitting | running | succeeded | failed), total_chunks, columns
-(the uploaded header, for the results file),
+(the uploaded header, for the results file), started_at (when it started running: the time
+its batch predictions are logged at, the same for every chunk and every retry),
 chunks_done, done_chunks (number set of chunk indexes), rows_ok, rows_failed,
 failure_reason, outputs (kind -> key), created_at, updated_at, finished_at, notified_at,
 expires_at (TTL).
@@ -116,7 +117,7 @@ def start_running(
     return _update(
         table,
         job_id,
-        "SET #s = :running, total_chunks = :total, #c = :columns, updated_at = :now",
+        "SET #s = :running, total_chunks = :total, #c = :columns, updated_at = :now, started_at = :now",
         "#s = :splitting",
         {
             ":running": RUNNING,
@@ -238,3 +239,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+def started_at(job: dict[str, Any]) -> datetime:
+    """When the job started running (its creation, for a job from before started_at existed)."""
+    return datetime.fromisoformat(job.get("started_at") or job["created_at"])

@@ -1,11 +1,19 @@
 """The prediction log: every prediction as one DynamoDB item (with a TTL, for lookups and the
 feedback join) and as one line of a JSON Lines object in S3 (partitioned by model and date,
 for retraining and monitoring to read in bulk). PII never reaches either: preprocess redacts
-it before the request travels on."""
+it before the request travels on.
+
+Batch predictions are logged per chunk instead: one JSON Lines object (the same layout and
+record fields) and one index item in the predictions table, keyed batch_index_key(job, chunk),
+saying which rows of the chunk were predicted, by which model version, when. A batch
+prediction id names its (job, chunk, row), so feedback finds it through that item.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+import zlib
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -51,9 +59,7 @@ def write_prediction_log(table, s3, bucket: str, records: list[dict[str, Any]]) 
     items, so repeating the call never duplicates a prediction.
     """
     first = records[0]
-    key = prediction_log_key(
-        first["model"], datetime.fromisoformat(first["created_at"]), first["request_id"]
-    )
+    key = prediction_log_key(first["model"], datetime.fromisoformat(first["created_at"]), first["request_id"])
     body = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
     s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/x-ndjson")
     with table.batch_writer(overwrite_by_pkeys=["prediction_id"]) as batch:
@@ -75,3 +81,85 @@ def from_dynamo(value: Any) -> Any:
     if isinstance(value, list):
         return [from_dynamo(v) for v in value]
     return value
+
+
+# -- batch predictions --------------------------------------------------------------------------
+
+BATCH_INDEX_TYPE = "batch_chunk"
+_BATCH_ID = re.compile(r"^batch-(.+)-(\d{1,9})-(\d{1,12})$")
+
+
+def batch_prediction_id(job_id: str, chunk: int, row: int) -> str:
+    """The id of row `row` of a batch job (in chunk `chunk`): the same on every retry."""
+    return f"batch-{job_id}-{chunk}-{row}"
+
+
+def parse_batch_prediction_id(prediction_id: str) -> tuple[str, int, int] | None:
+    """(job_id, chunk, row) of a batch prediction id; None for any other id."""
+    match = _BATCH_ID.match(prediction_id)
+    return (match.group(1), int(match.group(2)), int(match.group(3))) if match else None
+
+
+def batch_index_key(job_id: str, chunk: int) -> str:
+    """The predictions-table key of a chunk's index item ('#' is never in a prediction id)."""
+    return f"batch-chunk#{job_id}#{chunk}"
+
+
+def batch_index_item(
+    *,
+    job_id: str,
+    chunk: int,
+    model: str,
+    created_at: datetime,
+    ttl_days: int,
+    log_key: str,
+    first_row: int,
+    rows_by_version: dict[str, list[int]],
+) -> dict[str, Any]:
+    """The index item of one chunk: which rows were predicted (a compressed bitmap from
+    first_row, per model version), when, and where their log lines are. It expires with them."""
+    versions = {}
+    for version, rows in rows_by_version.items():
+        bits = bytearray((max(rows) - first_row) // 8 + 1)
+        for row in rows:
+            offset = row - first_row
+            bits[offset >> 3] |= 1 << (offset & 7)
+        versions[version] = zlib.compress(bytes(bits))
+    return {
+        "prediction_id": batch_index_key(job_id, chunk),
+        "record_type": BATCH_INDEX_TYPE,
+        "job_id": job_id,
+        "chunk": chunk,
+        "model": model,
+        "created_at": created_at.isoformat(),
+        "expires_at": int((created_at + timedelta(days=ttl_days)).timestamp()),
+        "log_key": log_key,
+        "first_row": first_row,
+        "versions": versions,
+    }
+
+
+def batch_prediction(index: dict[str, Any], prediction_id: str) -> dict[str, Any] | None:
+    """The batch prediction `prediction_id` as its chunk's index item records it (model, model
+    version, created_at, expires_at), or None when that row was not predicted."""
+    parsed = parse_batch_prediction_id(prediction_id)
+    if parsed is None or index.get("record_type") != BATCH_INDEX_TYPE:
+        return None
+    job_id, chunk, row = parsed
+    if index.get("job_id") != job_id or int(index.get("chunk", -1)) != chunk:
+        return None
+    offset = row - int(index["first_row"])
+    if offset < 0:
+        return None
+    for version, packed in (index.get("versions") or {}).items():
+        bits = zlib.decompress(bytes(getattr(packed, "value", packed)))
+        if offset >> 3 < len(bits) and bits[offset >> 3] >> (offset & 7) & 1:
+            return {
+                "prediction_id": prediction_id,
+                "model": index["model"],
+                "model_version": version,
+                "created_at": index["created_at"],
+                "expires_at": int(index["expires_at"]),
+                "source": "batch",
+            }
+    return None

@@ -43,15 +43,11 @@ def _reject_constant(name: str) -> float:
 def parse_instances(body: str | bytes | None, spec: ModelSpec) -> list[dict[str, Any]]:
     """The list of raw instances in a predict request body `{"instances": [...]}`."""
     if body is None or (isinstance(body, (str, bytes)) and not body.strip()):
-        raise InvalidRequest(
-            [Problem(None, None, 'request body is empty; expected {"instances": [{...}]}')]
-        )
+        raise InvalidRequest([Problem(None, None, 'request body is empty; expected {"instances": [{...}]}')])
     try:
         payload = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(
-            [Problem(None, None, f"request body is not valid JSON: {exc}")]
-        ) from None
+        raise InvalidRequest([Problem(None, None, f"request body is not valid JSON: {exc}")]) from None
     if not isinstance(payload, dict) or "instances" not in payload:
         raise InvalidRequest(
             [Problem(None, "instances", 'expected a JSON object {"instances": [{...}, ...]}')]
@@ -65,11 +61,7 @@ def parse_instances(body: str | bytes | None, spec: ModelSpec) -> list[dict[str,
     limit = spec.request.max_instances
     if len(instances) > limit:
         raise InvalidRequest(
-            [
-                Problem(
-                    None, "instances", f"has {len(instances)} items; at most {limit} per request"
-                )
-            ],
+            [Problem(None, "instances", f"has {len(instances)} items; at most {limit} per request")],
             status=413,
             error="too_many_instances",
         )
@@ -130,7 +122,11 @@ def check_value(field: FieldSpec | StoredFeatureSpec, value: Any) -> tuple[Any, 
                 value,
                 f"must be {'an integer' if kind == 'int' else 'a number'}, got {_json_type(value)}",
             )
-        if not math.isfinite(value):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer too large for any float: it was a crash
+            finite = False
+        if not finite:
             return value, "must be a finite number"
         if kind == "int":
             if isinstance(value, float) and not value.is_integer():

@@ -291,7 +291,7 @@ def test_chunk_predicts_through_the_served_endpoints_only(synth):
     }
     assert actions_on(st, "dynamodb:") == {
         arn(synth, storage.tables["features"]): {"dynamodb:BatchGetItem"},
-        arn(synth, storage.tables["predictions"]): {"dynamodb:BatchWriteItem", "dynamodb:PutItem"},
+        arn(synth, storage.tables["predictions"]): {"dynamodb:PutItem"},  # one index item per chunk
         arn(synth, storage.tables["jobs"]): {"dynamodb:GetItem", "dynamodb:UpdateItem"},
     }
     assert actions_on(st, "ses:") == {identity_arn(synth): {"ses:SendEmail", "ses:SendRawEmail"}}

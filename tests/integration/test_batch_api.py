@@ -60,6 +60,23 @@ def test_a_csv_job_accounts_for_every_row(target):
     assert len(results) + len(errors) == len(ROWS)
 
 
+def test_a_multipart_upload_through_presigned_urls(target, tmp_path):
+    from local_runtime.batch_client import upload_parts
+
+    path = tmp_path / "big.csv"
+    path.write_bytes(("\n".join([HEADER, *ROWS]) + "\n").encode())
+    with target.client() as api:
+        request = {"email": "owner@example.com", "size": path.stat().st_size, "multipart": True}
+        reply = api.post(f"/v1/models/{MODEL}/batch-jobs", json=request)
+        assert reply.status_code == 201, reply.text
+        job = reply.json()
+        assert job["upload_method"] == "multipart" and len(job["parts"]) == 1
+        upload_parts(job, path, lambda n: None)  # the CLI's part uploads and completion
+        final = wait_for_end(api, job["job_id"])
+    assert final["status"] == "succeeded", final
+    assert (final["rows_ok"], final["rows_failed"]) == (3, 2)
+
+
 def test_a_wrong_header_fails_the_job_with_a_reason(target):
     with target.client() as api:
         job = wait_for_end(api, submit_and_upload(api, b"user_id,prize\nu1,3\n"))

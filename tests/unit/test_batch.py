@@ -23,13 +23,14 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
 from batch import assemble
-from batch.chunk import prediction_id, process_chunk
+from batch.chunk import process_chunk
 from batch.dead_letter import handle_dead_letter
 from batch.notify import fail_job
 from batch.services import Services
 from batch.split import split_upload
 from inferline import jobs
 from inferline.features import load_features_csv
+from inferline.prediction_log import batch_index_key, batch_prediction_id
 from inferline.resources import batch_output_key, table_name, upload_key
 from inferline.spec import load_spec
 
@@ -58,14 +59,21 @@ def good_row(i: int, price: float | None = None) -> str:
 
 
 class FakeEndpoint:
-    """sagemaker-runtime's invoke_endpoint: score = price / 100 (capped), checks the payload."""
+    """sagemaker-runtime's invoke_endpoint: score = price / 100 (capped), checks the payload
+    (CSV with a header naming the model inputs, as the serving container reads it, or JSON)."""
 
     def __init__(self):
         self.calls: list[int] = []
 
     def invoke_endpoint(self, EndpointName, ContentType, Accept, Body):
         assert EndpointName == f"test-{MODEL}"
-        instances = json.loads(Body)["instances"]
+        if ContentType == "text/csv":
+            reader = csv.DictReader(io.StringIO(Body.decode(), newline=""))
+            assert reader.fieldnames == SPEC.model_inputs
+            numeric = set(SPEC.numeric_inputs)
+            instances = [{k: float(v) if k in numeric else v for k, v in r.items()} for r in reader]
+        else:
+            instances = json.loads(Body)["instances"]
         assert all(list(r) == SPEC.model_inputs for r in instances)
         assert all("email" not in r and "user_id" not in r for r in instances)
         self.calls.append(len(instances))
@@ -165,6 +173,14 @@ class Harness:
         return list(csv.DictReader(io.StringIO(body.decode(), newline="")))
 
 
+def log_records(batch: Harness) -> list[list[dict]]:
+    """Every prediction log object's records, per object."""
+    bucket, s3 = batch.aws.data_bucket, batch.aws.s3
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"predictions/model={MODEL}/").get("Contents", [])
+    bodies = [s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed]
+    return [[json.loads(line) for line in body.splitlines()] for body in bodies]
+
+
 def sent_mail() -> list:
     return ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages
 
@@ -195,15 +211,20 @@ def test_a_good_file_is_predicted_in_order_logged_and_emailed(batch, tmp_path):
     assert first["price"] == "0.5" and first["label"] == "no_purchase"
     assert float(first["score"]) == pytest.approx(0.005)
     assert results[6]["label"] == "no_purchase" and float(results[6]["score"]) == pytest.approx(0.065)
-    assert first["prediction_id"] == prediction_id(job["job_id"], 2)
+    assert first["prediction_id"] == batch_prediction_id(job["job_id"], 0, 2)
 
-    # the prediction log: like online, source batch, PII erased, features looked up
-    item = batch.aws.predictions.get_item(Key={"prediction_id": first["prediction_id"]})["Item"]
+    # the prediction log: like online, source batch, PII erased, features looked up; one JSON
+    # Lines object for the chunk, where the retraining dataset builder lists the logs
+    (log,) = log_records(batch)
+    assert [r["prediction_id"] for r in log] == [r["prediction_id"] for r in results]
+    item = log[0]
     assert item["source"] == "batch" and item["model_version"] == "v7"
     assert item["request"]["email"] == "*****"
-    assert "user0@example.com" not in json.dumps(item, default=str)
-    stored = batch.aws.predictions.get_item(Key={"prediction_id": results[1]["prediction_id"]})["Item"]
-    assert stored["features"]["purchases_30d"] == 4 and stored["entity_known"] is True  # u1
+    assert "user0@example.com" not in json.dumps(log)
+    assert log[1]["features"]["purchases_30d"] == 4 and log[1]["entity_known"] is True  # u1
+    assert log[0]["features"]["purchases_30d"] == 0 and log[0]["entity_known"] is False  # u0
+    assert item["created_at"] == job["started_at"]
+    assert batch.aws.predictions.scan(Select="COUNT")["Count"] == 1, "one index item, no item per row"
 
     # the email: which file, counts, working links to both outputs
     (mail,) = sent_mail()
@@ -446,8 +467,10 @@ def test_redelivered_messages_never_duplicate_rows_or_mail(batch):
 
     # a chunk processed again from scratch (its count lost) rewrites the same rows and ids
     assert jobs.mark_chunk_done(batch.services.jobs, job_id, 0, 5, 0) is None
-    scan = batch.aws.predictions.scan(Select="COUNT")["Count"]
-    assert scan == 12, "prediction ids are per (job, row): a retry overwrites them"
+    logs = log_records(batch)
+    assert len(logs) == 3 and sum(map(len, logs)) == 12, "one log object per chunk, rewritten on retry"
+    index = batch.aws.predictions.scan()["Items"]
+    assert sorted(i["prediction_id"] for i in index) == [batch_index_key(job_id, c) for c in range(3)]
 
 
 def test_a_crash_between_counting_and_assembly_is_finished_by_the_redelivery(batch, monkeypatch):
