@@ -283,19 +283,7 @@ def aws_services(prefix: str) -> steps.Services:
 
     function = f"{prefix}-retrain-deploy"
     env = boto3.client("lambda").get_function_configuration(FunctionName=function)["Environment"]["Variables"]
-    settings = RetrainSettings.model_validate(env)
-    return steps.Services(
-        s3=boto3.client("s3"),
-        sagemaker=boto3.client("sagemaker"),
-        sns=boto3.client("sns"),
-        load_spec=load_spec,
-        data_bucket=settings.data_bucket,
-        artifacts_bucket=settings.artifacts_bucket,
-        prefix=settings.resource_prefix,
-        sagemaker_role_arn=settings.sagemaker_role_arn,
-        rollback_alarms=settings.rollback_alarms,
-        topic_arn=settings.retrain_topic_arn,
-    )
+    return steps.Services.from_settings(RetrainSettings.model_validate(env), boto3.client)
 
 
 def write_outbox(config: LocalConfig, result: RunResult) -> Path | None:

@@ -11,7 +11,6 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from inferline import aws
-from inferline.spec import load_spec
 from retrain import steps
 from retrain.settings import RetrainSettings
 
@@ -22,18 +21,7 @@ settings = RetrainSettings.from_env()
 
 @cache
 def services() -> steps.Services:
-    return steps.Services(
-        s3=aws.client("s3"),
-        sagemaker=aws.client("sagemaker"),
-        sns=aws.client("sns"),
-        load_spec=load_spec,
-        data_bucket=settings.data_bucket,
-        artifacts_bucket=settings.artifacts_bucket,
-        prefix=settings.resource_prefix,
-        sagemaker_role_arn=settings.sagemaker_role_arn,
-        rollback_alarms=settings.rollback_alarms,
-        topic_arn=settings.retrain_topic_arn,
-    )
+    return steps.Services.from_settings(settings, aws.client)
 
 
 def _step(function):

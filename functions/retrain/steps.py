@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from inferline.resources import endpoint_name, model_package_group, model_version_prefix
-from inferline.spec import ModelSpec
+from inferline.spec import ModelSpec, load_spec
 from retrain import dataset, deploy, gate, registry
 from retrain.deploy import PromotionRolledBack
+from retrain.settings import RetrainSettings
 
 PROMOTED, REJECTED, SKIPPED, FAILED = "promoted", "rejected", "skipped", "failed"
 
@@ -35,6 +36,23 @@ class Services:
     rollback_alarms: dict[str, list[str]] = field(default_factory=dict)
     topic_arn: str | None = None
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    @classmethod
+    def from_settings(cls, settings: RetrainSettings, client: Callable[[str], Any]) -> Services:
+        """The services a deployed stack's retraining Lambdas use, from their settings and a
+        boto3 client factory."""
+        return cls(
+            s3=client("s3"),
+            sagemaker=client("sagemaker"),
+            sns=client("sns"),
+            load_spec=load_spec,
+            data_bucket=settings.data_bucket,
+            artifacts_bucket=settings.artifacts_bucket,
+            prefix=settings.resource_prefix,
+            sagemaker_role_arn=settings.sagemaker_role_arn,
+            rollback_alarms=settings.rollback_alarms,
+            topic_arn=settings.retrain_topic_arn,
+        )
 
 
 def new_run_id(now: datetime) -> str:
