@@ -61,7 +61,6 @@ class Endpoint:
     model: str  # the inferline model it serves
     status: str = "Creating"
     backend: Backend | None = None
-    failure_reason: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -93,7 +92,7 @@ class LocalEndpoints:
             raise ValueError(f"endpoint {name} is already updating")
         try:
             self.sagemaker.describe_endpoint_config(EndpointConfigName=config_name)  # exists, or raises
-            endpoint.status, endpoint.failure_reason = "Updating", None
+            endpoint.status = "Updating"
             threading.Thread(target=self._blue_green, args=(endpoint, config_name), daemon=True).start()
         except BaseException:
             endpoint.lock.release()  # the thread that would have released it never started
@@ -101,14 +100,12 @@ class LocalEndpoints:
 
     def describe(self, name: str) -> dict[str, Any]:
         endpoint = self._get(name)
-        described = {
+        # A rolled-back update leaves no failure reason, as SageMaker's auto-rollback does not.
+        return {
             "EndpointName": name,
             "EndpointStatus": endpoint.status,
             "EndpointConfigName": endpoint.config_name,
         }
-        if endpoint.failure_reason:
-            described["FailureReason"] = endpoint.failure_reason
-        return described
 
     def revive_if_dead(self, name: str) -> None:
         """A model server that died is replaced on the same config, in the background, as
