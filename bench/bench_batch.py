@@ -254,14 +254,14 @@ def status_mb(pid: int, key: str) -> float:
 
 
 def start_chunk_workers(count: int, env: dict[str, str], home: Path) -> list[subprocess.Popen]:
-    """`count` more chunk workers (`--chunk-worker` processes), each one warm Lambda instance of
-    the chunk function polling the chunks queue, as Lambda runs several for one queue."""
+    """`count` more chunk workers (local_runtime.batch_worker processes), each one warm Lambda
+    instance of the chunk function polling the chunks queue, as Lambda runs several for one queue."""
     workers = []
     for index in range(count):
         log = (home / "logs" / f"bench-chunk-worker-{index}.log").open("wb")
         workers.append(
             subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), "--chunk-worker"],
+                [sys.executable, "-m", "local_runtime.batch_worker"],
                 cwd=REPO,
                 env=os.environ | env,
                 stdout=log,
@@ -282,56 +282,6 @@ def stop_chunk_workers(workers: list[subprocess.Popen]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def chunk_worker() -> int:
-    """One chunk worker process: the batch-chunk Lambda handler on the chunks queue, with the
-    environment `inferline up` gives its own batch workers (read from INFERLINE_* like `up`)."""
-    import boto3
-
-    from inferline.resources import queue_name
-    from local_runtime.config import REGION, LocalConfig
-
-    config = LocalConfig()
-    os.environ.update(config.lambda_environment())
-    session = dict(
-        endpoint_url=config.aws_url,
-        region_name=REGION,
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
-    sqs = boto3.client("sqs", **session)
-    urls = {
-        q: sqs.get_queue_url(QueueName=queue_name(config.prefix, q))["QueueUrl"]
-        for q in ("batch-chunks", "batch-uploads")
-    }
-    arn = sqs.get_queue_attributes(QueueUrl=urls["batch-chunks"], AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    os.environ.update(
-        {
-            "CHUNKS_QUEUE_URL": urls["batch-chunks"],
-            "UPLOADS_QUEUE_URL": urls["batch-uploads"],
-            "EMAIL_SENDER": config.email_sender,
-            "OUTBOX_DIR": str(config.path("outbox")),
-            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": config.serving_url(0),
-        }
-    )
-    import threading
-
-    from batch import handlers
-    from local_runtime.event_sources import SqsEventSource
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    source = SqsEventSource(sqs, urls["batch-chunks"], arn, handlers.chunk, "batch-chunk", batch_size=1)
-    while not stop.is_set():
-        try:
-            source.poll_once()
-        except Exception as exc:  # as the event source's own loop: log, wait, poll again
-            print(f"polling failed: {exc!r}", flush=True)
-            time.sleep(1)
-    return 0
 
 
 def runtime_pids(home: Path, up_pid: int) -> dict[str, int]:
@@ -595,12 +545,9 @@ def main(argv: list[str] | None = None) -> int:
         "--workers", type=int, default=2, help="chunk worker processes besides the one thread in `up`"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary INFERLINE_HOME and CSV")
-    parser.add_argument("--chunk-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--results", type=Path, default=BENCH / "results" / "batch.json")
     parser.add_argument("--summary", type=Path, default=BENCH / "RESULTS_BATCH.md")
     args = parser.parse_args(argv)
-    if args.chunk_worker:
-        return chunk_worker()
 
     work = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     home = work / "home"

@@ -8,6 +8,7 @@
   INFERLINE_PREFIX        resource name prefix                           default inferline
   INFERLINE_DEMO_ROWS     rows of demo data the first model is trained on default 20000
   INFERLINE_EMAIL_SENDER  the batch emails' sender (an SES identity)      default batch@inferline.local
+  INFERLINE_BATCH_WORKERS batch chunk worker processes besides `up`'s own  default 0
 Everything binds to 127.0.0.1 only.
 """
 
@@ -43,6 +44,7 @@ class LocalConfig:
     api_key: str = field(default_factory=lambda: os.environ.get("INFERLINE_API_KEY") or "local-dev-key")
     prefix: str = field(default_factory=lambda: os.environ.get("INFERLINE_PREFIX") or DEFAULT_PREFIX)
     demo_rows: int = field(default_factory=lambda: _int("INFERLINE_DEMO_ROWS", 20000))
+    batch_workers: int = field(default_factory=lambda: _int("INFERLINE_BATCH_WORKERS", 0))
     email_sender: str = field(
         default_factory=lambda: os.environ.get("INFERLINE_EMAIL_SENDER") or "batch@inferline.local"
     )

@@ -218,6 +218,9 @@ def up(config: LocalConfig) -> None:
         app = create_app(config, serving_urls)
         stop_workers = start_batch_workers(config, queues)
         stack.callback(stop_workers.set)
+        for index in range(config.batch_workers):  # more chunk workers, as Lambda scales out
+            worker = start_process(config, f"batch-worker-{index}", ["-m", "local_runtime.batch_worker"])
+            stack.callback(stop_process, worker)
         config.path("run", "endpoints.json").write_text(
             json.dumps(
                 {
