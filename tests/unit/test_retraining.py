@@ -517,6 +517,10 @@ def test_the_gate_lambda_reads_the_evaluation_beside_the_model(aws, monkeypatch)
     decision = handlers.gate({"model": MODEL, "dataset": {"evaluation_uri": uri}}, context_for("gate"))
     assert decision["decision"] == gate.PROMOTE and decision["report"] == uri + "evaluation.md"
     handlers.services.cache_clear()
+    # Every Lambda-backed state of the workflow names a handler that exists.
+    from inferline.workflow import RETRAIN_LAMBDAS
+
+    assert all(callable(getattr(handlers, name, None)) for name in RETRAIN_LAMBDAS.values())
 
 
 def test_the_cli_reaches_a_deployed_stack_with_the_retraining_lambdas_settings(aws):
