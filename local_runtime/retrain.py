@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inferline.resources import bucket_name, retrain_state_machine_name
+from inferline.resources import bucket_name, retrain_state_machine_name, split_s3_uri
 from inferline.spec import load_spec
 from inferline.workflow import (
     BUILD_DATASET,
@@ -177,7 +177,7 @@ class LocalRetraining:
                 root / "output" / "failure",
                 TrainingJobFailed,
             )
-            bucket, key = _split(f"{data['output_uri']}{data['training_job_name']}/output/model.tar.gz")
+            bucket, key = split_s3_uri(f"{data['output_uri']}{data['training_job_name']}/output/model.tar.gz")
             svc.s3.put_object(Bucket=bucket, Key=key, Body=model_archive(root / "model"))
         return {"model_data_url": f"s3://{bucket}/{key}"}
 
@@ -197,7 +197,7 @@ class LocalRetraining:
             ]  # fmt: skip
             self._run_job(args, {}, None, ProcessingJobFailed)
             for path in sorted((root / "evaluation").iterdir()):
-                bucket, key = _split(data["evaluation_uri"] + path.name)
+                bucket, key = split_s3_uri(data["evaluation_uri"] + path.name)
                 svc.s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
         return {
             "job_name": data["evaluation_job_name"],
@@ -219,7 +219,7 @@ class LocalRetraining:
 
     def _download_prefix(self, uri: str, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        bucket, prefix = _split(uri)
+        bucket, prefix = split_s3_uri(uri)
         for page in self.svc.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 target = folder / obj["Key"][len(prefix) :]
@@ -228,7 +228,7 @@ class LocalRetraining:
 
     def _download(self, uri: str, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        bucket, key = _split(uri)
+        bucket, key = split_s3_uri(uri)
         self.svc.s3.download_file(bucket, key, str(folder / key.rsplit("/", 1)[-1]))
 
 
@@ -246,11 +246,6 @@ def _run_in_process(module: str, argv: list[str], env: dict[str, str]) -> tuple[
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def _split(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
 
 
 def local_services(config: LocalConfig) -> steps.Services:

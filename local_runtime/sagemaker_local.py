@@ -37,7 +37,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from inferline.resources import split_s3_uri
 from local_runtime.config import HOST, REPO_ROOT, LocalConfig
+from local_runtime.up import stop_process, wait_for
 
 log = logging.getLogger("inferline.sagemaker_local")
 
@@ -125,7 +127,7 @@ class LocalEndpoints:
     def stop_all(self) -> None:
         for endpoint in self.endpoints.values():
             if endpoint.backend:
-                _stop(endpoint.backend.process)
+                stop_process(endpoint.backend.process)
 
     def _get(self, name: str) -> Endpoint:
         if name not in self.endpoints:
@@ -148,7 +150,7 @@ class LocalEndpoints:
             endpoint.lock.release()  # the next update may start while the old server drains
         if blue:
             time.sleep(DRAIN_SECONDS)
-            _stop(blue.process)  # uvicorn finishes the requests it holds before exiting
+            stop_process(blue.process)  # uvicorn finishes the requests it holds before exiting
 
     # -- model servers --------------------------------------------------------------------
 
@@ -167,9 +169,9 @@ class LocalEndpoints:
         process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
         url = f"http://{HOST}:{port}"
         try:
-            _wait_ready(url, process, self.ready_timeout)
+            wait_for(f"{url}/ping", self.ready_timeout, process, "the model server")
         except Exception:
-            _stop(process)
+            stop_process(process)
             raise
         self.config.path("run", f"serving-{endpoint.model}.pid").write_text(str(process.pid))
         version = (container.get("Environment") or {}).get("INFERLINE_MODEL_VERSION")
@@ -180,7 +182,7 @@ class LocalEndpoints:
         target = self.config.path("models", model, "deployed", model_name)
         if (target / "model.joblib").is_file():
             return target
-        bucket, _, key = model_data_url.removeprefix("s3://").partition("/")
+        bucket, key = split_s3_uri(model_data_url)
         archive = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         partial = target.with_name(target.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
@@ -205,29 +207,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
-
-
-def _wait_ready(url: str, process: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the model server exited with code {process.returncode}")
-        try:
-            if httpx.get(f"{url}/ping", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the model server did not answer /ping in {timeout:.0f} s")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 # -- the front door ---------------------------------------------------------------------------

@@ -130,3 +130,9 @@ def retrain_run_prefix(model: str, run_id: str) -> str:
 def model_version_prefix(model: str) -> str:
     """Where training jobs write model versions (artifacts bucket)."""
     return f"models/{model}/"
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """("bucket", "key/or/prefix") of "s3://bucket/key/or/prefix"."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key

@@ -16,6 +16,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from inferline.resources import split_s3_uri
+
 # The environment variable a Model's container carries its inferline version in.
 VERSION_ENV = "INFERLINE_MODEL_VERSION"
 # Blue/green: canary one instance when there are at least two, else all at once; the new
@@ -66,7 +68,7 @@ def champion(sm, endpoint: str, s3=None) -> dict[str, Any]:
 
 def archive_version(s3, model_data_url: str) -> str | None:
     """The version in a model.tar.gz's metrics.json (streamed, not stored), or None."""
-    bucket, _, key = model_data_url.removeprefix("s3://").partition("/")
+    bucket, key = split_s3_uri(model_data_url)
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     try:
         with tarfile.open(fileobj=body, mode="r|gz") as tar:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from inferline.resources import endpoint_name, model_package_group, model_version_prefix
+from inferline.resources import endpoint_name, model_package_group, model_version_prefix, split_s3_uri
 from inferline.spec import ModelSpec, load_spec
 from retrain import dataset, deploy, gate, registry
 from retrain.deploy import PromotionRolledBack
@@ -244,7 +244,7 @@ def _num(value: Any) -> str:
 
 
 def _read(s3, uri: str) -> bytes:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    bucket, key = split_s3_uri(uri)
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 

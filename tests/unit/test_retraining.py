@@ -19,6 +19,7 @@ from inferline.resources import (
     ground_truth_key,
     model_package_group,
     prediction_log_key,
+    split_s3_uri,
 )
 from inferline.spec import load_spec
 from inferline.workflow import (
@@ -184,7 +185,7 @@ def read_csv(svc, uri: str):
 
     import pandas as pd
 
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    bucket, prefix = split_s3_uri(uri)
     key = svc.s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"][0]["Key"]
     return pd.read_csv(io.BytesIO(svc.s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
 
