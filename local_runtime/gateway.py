@@ -132,26 +132,17 @@ def create_app(config: LocalConfig, serving_urls: dict[str, str]) -> Starlette:
         )
         return to_http(reply)
 
-    async def feedback(request: Request) -> Response:
-        body = await read_checked(request)
-        if isinstance(body, Response):
-            return body
-        event = event_from(request, body, None)
-        return to_http(await run_in_threadpool(feedback_handler, event, context_for("feedback")))
+    def lambda_route(handler, function_name: str):
+        """A route proxied to one Lambda handler, with the route's path parameters in the event."""
 
-    async def submit_batch_job(request: Request) -> Response:
-        body = await read_checked(request)
-        if isinstance(body, Response):
-            return body
-        event = event_from(request, body, {"model": request.path_params["model"]})
-        return to_http(await run_in_threadpool(batch_api.submit, event, context_for("batch-submit")))
+        async def route(request: Request) -> Response:
+            body = await read_checked(request)
+            if isinstance(body, Response):
+                return body
+            event = event_from(request, body, dict(request.path_params) or None)
+            return to_http(await run_in_threadpool(handler, event, context_for(function_name)))
 
-    async def batch_job_status(request: Request) -> Response:
-        body = await read_checked(request)
-        if isinstance(body, Response):
-            return body
-        event = event_from(request, body, {"job_id": request.path_params["job_id"]})
-        return to_http(await run_in_threadpool(batch_api.status, event, context_for("batch-status")))
+        return route
 
     async def health(request: Request) -> Response:
         return JSONResponse(
@@ -176,9 +167,13 @@ def create_app(config: LocalConfig, serving_urls: dict[str, str]) -> Starlette:
     return Starlette(
         routes=[
             Route("/v1/models/{model}/predict", predict, methods=["POST"]),
-            Route("/v1/feedback", feedback, methods=["POST"]),
-            Route("/v1/models/{model}/batch-jobs", submit_batch_job, methods=["POST"]),
-            Route("/v1/batch-jobs/{job_id}", batch_job_status, methods=["GET"]),
+            Route("/v1/feedback", lambda_route(feedback_handler, "feedback"), methods=["POST"]),
+            Route(
+                "/v1/models/{model}/batch-jobs",
+                lambda_route(batch_api.submit, "batch-submit"),
+                methods=["POST"],
+            ),
+            Route("/v1/batch-jobs/{job_id}", lambda_route(batch_api.status, "batch-status"), methods=["GET"]),
             Route("/_local/health", health, methods=["GET"]),
         ],
         exception_handlers={404: not_found, 405: not_allowed, Exception: internal},
