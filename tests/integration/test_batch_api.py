@@ -77,6 +77,35 @@ def test_a_multipart_upload_through_presigned_urls(target, tmp_path):
     assert (final["rows_ok"], final["rows_failed"]) == (3, 2)
 
 
+def test_a_multipart_upload_of_full_size_parts(target, tmp_path):
+    """A file larger than a part (parts are at least S3's 5 MiB minimum), uploaded in parallel
+    parts with rows cut across the part boundary: the assembled file is processed row for row."""
+    from local_runtime.batch_client import upload_parts
+
+    email = "x" * 230 + "@example.com"  # long rows: fewer of them to fill the parts
+    good = ROWS[0].split(",", 1)[1].rsplit(",", 1)[0] + "," + email
+    with target.client() as api:
+        probe = {"email": "owner@example.com", "size": 1, "multipart": True}
+        part_size = api.post(f"/v1/models/{MODEL}/batch-jobs", json=probe).json()["part_size"]
+        assert part_size >= 5 * 2**20
+        lines, size, n = [HEADER], len(HEADER) + 1, 0
+        while size < part_size + 2**20:  # one full part and a short last one
+            line = f"u{n % 2000:05d},{good}" if n % 1000 else ROWS[1]  # one bad row in 1,000
+            lines.append(line)
+            size += len(line) + 1
+            n += 1
+        path = tmp_path / "large.csv"
+        path.write_bytes(("\n".join(lines) + "\n").encode())
+        request = {"email": "owner@example.com", "size": path.stat().st_size, "multipart": True}
+        job = api.post(f"/v1/models/{MODEL}/batch-jobs", json=request).json()
+        assert len(job["parts"]) == 2
+        upload_parts(job, path, lambda n: None)
+        final = wait_for_end(api, job["job_id"], timeout=240)
+    assert final["status"] == "succeeded", final
+    bad = len(range(0, n, 1000))
+    assert (final["rows_ok"], final["rows_failed"]) == (n - bad, bad)
+
+
 def test_a_wrong_header_fails_the_job_with_a_reason(target):
     with target.client() as api:
         job = wait_for_end(api, submit_and_upload(api, b"user_id,prize\nu1,3\n"))
