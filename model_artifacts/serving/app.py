@@ -20,6 +20,7 @@ the same, with the `x-amzn-ErrorType: ModelError` header boto3 reads to raise
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from collections.abc import Callable
@@ -89,6 +90,11 @@ def create_app(
                 await batcher.stop()
             return
         batcher.start()
+        # The loaded model is long-lived: freeze it (and all else alive now) out of the cyclic
+        # GC, which otherwise walks all of its objects again on every full collection that the
+        # allocations of parsing request bodies set off. Collect first, so no garbage is frozen.
+        gc.collect()
+        gc.freeze()
         state.model, state.batcher = model, batcher
         log.info(
             "model %s version %s loaded from %s (%d model thread(s)); inputs: %s",

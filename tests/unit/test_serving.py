@@ -8,6 +8,7 @@ failures use the ASGI app in-process with a loader the test controls.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import re
@@ -538,6 +539,21 @@ def test_ping_is_503_until_the_model_has_loaded(bundle, spec):
         assert (
             http.post("/invocations", json={"instances": make_records(spec, 1, seed=13)}).status_code == 200
         )
+
+
+def test_the_loaded_model_is_frozen_out_of_the_cyclic_gc(bundle):
+    app = create_app(ServingSettings(), load=lambda: bundle, load_before_serving=True)
+
+    async def scenario() -> int:
+        async with app.router.lifespan_context(app):
+            return gc.get_freeze_count()
+
+    gc.unfreeze()  # other in-process apps in this session may have frozen objects already
+    try:
+        assert gc.get_freeze_count() == 0
+        assert asyncio.run(scenario()) > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_a_model_that_fails_to_load_keeps_ping_at_503_with_the_reason(tmp_path):
