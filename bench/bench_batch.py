@@ -61,6 +61,7 @@ DEMO_SEED = 7  # local_runtime.up.DEMO_SEED: the users `up` seeds into the featu
 DEMO_USERS = 2_000  # model_artifacts.demo_data.write_demo_files' default
 BLOCK_ROWS = 100_000
 TARGETS = {"rows_per_s_pct": 30.0, "worker_peak_mb": 512.0}
+HAND_WRITTEN = "<!-- bench_batch.py rewrites the summary above this line and keeps what follows -->"
 BAD_KINDS = ("price_out_of_range", "unknown_category", "pages_not_a_number", "device_missing", "extra_field")
 
 
@@ -648,7 +649,10 @@ def main(argv: list[str] | None = None) -> int:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=2, default=str) + "\n")
     report = markdown(results)
-    args.summary.write_text(report)
+    kept = ""  # what follows HAND_WRITTEN in the summary is kept: notes and other scripts' results
+    if args.summary.exists() and HAND_WRITTEN in (previous := args.summary.read_text()):
+        kept = "\n" + HAND_WRITTEN + previous.split(HAND_WRITTEN, 1)[1]
+    args.summary.write_text(report + kept)
     print("\n" + report)
     print(f"wrote {args.results} and {args.summary}")
     return 0 if all(r["met"] for r in results["ratios"].values()) else 1
