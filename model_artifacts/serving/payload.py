@@ -139,12 +139,18 @@ class InputSchema:
 
     def _csv_rows_fast(self, text: str) -> Rows | None:
         """The common body at C speed: a header naming every model input once, then rows of
-        plain unquoted cells. None for anything else (quotes, CR line ends, blank lines, no
-        header, a wrong field count, a bad value, ...): `_csv_rows_slow` then takes the body
-        and gives the same Rows or names its problems. Where it returns Rows, they are the
-        ones `_csv_rows_slow` returns: without quotes, CR or NUL, csv.reader splits lines at
-        LF and cells at commas, exactly as str.split does."""
-        if '"' in text or "\r" in text or "\x00" in text:
+        plain unquoted cells, lines ending in LF or CRLF. None for anything else (quotes, a lone
+        CR, blank lines, no header, a wrong field count, a bad value, ...): `_csv_rows_slow` then
+        takes the body and gives the same Rows or names its problems. Where it returns Rows,
+        they are the ones `_csv_rows_slow` returns: without quotes, CR or NUL, csv.reader splits
+        lines at LF and cells at commas, exactly as str.split does."""
+        if "\r" in text:
+            # CRLF line ends (csv.writer's default): without quotes csv.reader ends a record at
+            # "\r\n" as at "\n". A lone CR (a line end to csv.reader, not to str.split) declines.
+            if text.count("\r") != text.count("\r\n"):
+                return None
+            text = text.replace("\r\n", "\n")
+        if '"' in text or "\x00" in text:
             return None
         lines = text.split("\n")
         if lines[-1] == "":

@@ -130,7 +130,8 @@ def csv_lines(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def render(rnd: random.Random, lines: list[str]) -> bytes:
-    text = "\n".join(lines) + ("\n" if rnd.random() < 0.7 else "")
+    end = "\r\n" if rnd.random() < 0.3 else "\n"  # csv.writer's default, or LF
+    text = end.join(lines) + (end if rnd.random() < 0.7 else "")
     if rnd.random() < 0.2:
         text = BOM + text
     return text.encode()
@@ -260,6 +261,15 @@ BODIES = {
 def test_bodies_of_every_shape_agree(spec, schema, shape):
     header, rows = table(random.Random(5), spec, schema)
     check(schema, shape.format(header=",".join(header), row=",".join(rows[0])).encode())
+
+
+def test_crlf_and_mixed_line_ends_take_the_fast_path(spec, schema):
+    header, rows = table(random.Random(9), spec, schema)
+    head, row = ",".join(header), ",".join(rows[0])
+    for body in (f"{head}\r\n{row}\r\n", f"{head}\r\n{row}\n{row}", f"{head}\n{row}\r\n{row}\r\n"):
+        assert check(schema, body.encode()) == (True, True), repr(body)
+    for body in (f"{head}\r{row}\r", f"{head}\r\n{row}\r", f"{head}\n{row}\r\r\n"):  # a lone CR
+        assert check(schema, body.encode())[0] is False, repr(body)
 
 
 def test_a_blank_line_is_skipped_even_where_it_has_the_right_comma_count(spec):
