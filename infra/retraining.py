@@ -47,6 +47,7 @@ from inferline.resources import (
     model_version_prefix,
     retrain_run_prefix,
     retrain_state_machine_name,
+    retrain_version_claim_key,
 )
 from infra.config import Config, retrain_schedule_name
 from infra.lambda_code import LambdaFunctions, log_group_with_retention
@@ -59,6 +60,7 @@ from infra.storage import Storage
 TRAINING_SETS_PREFIX = base_training_key("m").split("/", 1)[0] + "/"  # data bucket
 RUNS_PREFIX = retrain_run_prefix("m", "r").split("/", 1)[0] + "/"  # data bucket
 MODELS_PREFIX = model_version_prefix("m").split("/", 1)[0] + "/"  # artifacts bucket
+CLAIMS_PATTERN = retrain_version_claim_key("*", "*").removesuffix(".json")  # data bucket
 
 # A run waits for a training job, an evaluation job and a blue/green update with its bake.
 EXECUTION_TIMEOUT = Duration.hours(24)
@@ -195,6 +197,8 @@ class Retraining(Construct):
         ):
             self._read(build_dataset, data, pattern, why)
         self._write(build_dataset, data, RUNS_PREFIX, RUNS_WHY)
+        # The version claims (written under RUNS_PREFIX): a retried run finds its own.
+        self._read(build_dataset, data, CLAIMS_PATTERN, "Each model's version claims, one per version.")
         self._sagemaker(build_dataset, ["sagemaker:DescribeEndpoint"], endpoints)
         self._sagemaker(
             build_dataset,

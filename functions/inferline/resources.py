@@ -127,6 +127,11 @@ def retrain_run_prefix(model: str, run_id: str) -> str:
     return f"retraining/{model}/{run_id}/"
 
 
+def retrain_version_claim_key(model: str, version: str) -> str:
+    """The object a retraining run writes to claim a version number (data bucket)."""
+    return f"retraining/{model}/versions/{version}.json"
+
+
 def model_version_prefix(model: str) -> str:
     """Where training jobs write model versions (artifacts bucket)."""
     return f"models/{model}/"

@@ -8,7 +8,13 @@ package records it in its customer metadata as well.
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
+
+from botocore.exceptions import ClientError
+
+from inferline.resources import retrain_version_claim_key
 
 APPROVED = "Approved"
 REJECTED = "Rejected"
@@ -65,6 +71,36 @@ def next_version(sm, group: str, champion_version: str | None) -> str:
     if champion_version and str(champion_version).isdigit():
         numbers.append(int(champion_version))
     return str(max(numbers, default=0) + 1)
+
+
+def claim_version(s3, bucket: str, model: str, first: str, run_id: str, attempts: int = 100) -> str:
+    """Version `first`, or the lowest free one above it, claimed for run `run_id`.
+
+    next_version reads the registry, which learns of a version only when the run registers
+    it, hours later; two runs started together (the monthly schedule and a manual start) would
+    both train "version N". Each claim is an object written only if it does not exist yet (S3
+    If-None-Match: *), so exactly one run gets each number. A run that finds its own claim (a
+    retried step) keeps it. A run that fails leaves its number claimed: versions may skip a
+    number, never share one."""
+    number = int(first)
+    for _ in range(attempts):
+        key = retrain_version_claim_key(model, str(number))
+        body = json.dumps({"model": model, "version": str(number), "run_id": run_id}).encode()
+        try:
+            s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", ContentType="application/json")
+            return str(number)
+        except ClientError as exc:
+            code = exc.response["Error"].get("Code")
+            if code == "ConditionalRequestConflict":  # a concurrent write to the same key: look again
+                time.sleep(0.2)
+                continue
+            if code not in ("PreconditionFailed", "412"):
+                raise
+        held = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        if held.get("run_id") == run_id:
+            return str(number)
+        number += 1
+    raise RuntimeError(f"no free version for {model} in {attempts} tries from {first}")
 
 
 def register(

@@ -73,7 +73,9 @@ def build_dataset(state: dict[str, Any], svc: Services) -> dict[str, Any]:
             model_data_url=champion["model_data_url"], approval=registry.APPROVED,
             description="the version serving when retraining first ran", metadata={"decision": "initial"},
         )  # fmt: skip
-    version = registry.next_version(svc.sagemaker, group, champion["version"])
+    # The number the registry gives next, or above it where another run holds that one.
+    first = registry.next_version(svc.sagemaker, group, champion["version"])
+    version = registry.claim_version(svc.s3, svc.data_bucket, model, first, run_id)
     built = dataset.build_dataset(svc.s3, spec=spec, data_bucket=svc.data_bucket, run_id=run_id, now=now)
     job = deploy.resource_name(svc.prefix, model, f"v{version}", run_id)
     models = f"s3://{svc.artifacts_bucket}/{model_version_prefix(model)}"

@@ -368,6 +368,7 @@ def test_the_steps_touch_only_their_own_s3_prefixes(synth):
             "data/ground-truth/*": {"read"},
             "data/training/*": {"read"},
             "data/retraining/*": {"write"},
+            "data/retraining/*/versions/*": {"read"},  # version claims: a retry finds its own
             # the champion's model.tar.gz, for its version: a version under models/, or the
             # model data the stack was deployed with
             "artifacts": {"list"},

@@ -19,6 +19,7 @@ from inferline.resources import (
     ground_truth_key,
     model_package_group,
     prediction_log_key,
+    retrain_version_claim_key,
     split_s3_uri,
 )
 from inferline.spec import load_spec
@@ -337,6 +338,28 @@ def test_registry_numbers_versions_and_keeps_metadata_through_status_changes(pla
     assert two["approval"] == registry.APPROVED and two["description"] == "approved by hand"
     assert two["metadata"]["contender_roc_auc"] == "0.700000" and two["metadata"]["by"] == "test"
     assert registry.next_version(sm, group, "1") == "3"
+
+
+def test_each_version_number_is_claimed_by_one_run_only(platform):
+    s3, bucket = platform.s3, platform.data_bucket
+    assert registry.claim_version(s3, bucket, MODEL, "2", "run-a") == "2"
+    assert registry.claim_version(s3, bucket, MODEL, "2", "run-b") == "3"  # 2 is run-a's
+    assert registry.claim_version(s3, bucket, MODEL, "2", "run-a") == "2"  # a retry keeps its own
+    assert registry.claim_version(s3, bucket, MODEL, "2", "run-c") == "4"
+    held = s3.get_object(Bucket=bucket, Key=retrain_version_claim_key(MODEL, "3"))["Body"].read()
+    assert json.loads(held)["run_id"] == "run-b"
+
+
+def test_two_runs_started_together_train_different_versions(platform):
+    """The schedule and a manual start: neither has registered anything when the other builds
+    its dataset, so the registry alone would give both version 2."""
+    log_production(platform, 1000)
+    first = steps.build_dataset({"model": MODEL, "run_id": "scheduled"}, platform)
+    second = steps.build_dataset({"model": MODEL, "run_id": "manual"}, platform)
+    assert (first["contender_version"], second["contender_version"]) == ("2", "3")
+    assert first["training_job_name"] != second["training_job_name"]
+    again = steps.build_dataset({"model": MODEL, "run_id": "scheduled"}, platform)  # a retried step
+    assert again["contender_version"] == "2"
 
 
 def test_deploy_is_blue_green_with_rollback_alarms_and_verify_catches_a_silent_rollback(platform):
