@@ -247,6 +247,15 @@ class Batch(Construct):
         )
         self._objects(self.chunk, UPLOADS_PREFIX, "s3:GetObject")
         self._objects(self.chunk, BATCH_PARTS_PREFIX, "s3:GetObject", "s3:PutObject", *MULTIPART)
+        # Assembly lists the job's parts (their sizes decide copy or stream): ListBucket on the
+        # bucket itself, for keys under the parts prefix only.
+        self.chunk.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[self._data.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{BATCH_PARTS_PREFIX}*"]}},
+            )
+        )
         # GetObject on results/: the presigned links are signed with this role
         self._objects(self.chunk, RESULTS_PREFIX, "s3:GetObject", "s3:PutObject", *MULTIPART)
         self._objects(self.chunk, PREDICTION_LOG_PREFIX, "s3:PutObject", "s3:AbortMultipartUpload")

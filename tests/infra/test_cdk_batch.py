@@ -288,7 +288,11 @@ def test_chunk_predicts_through_the_served_endpoints_only(synth):
         data_prefix(synth, "batch/"): {"s3:GetObject", "s3:PutObject", *multipart},
         data_prefix(synth, "results/"): {"s3:GetObject", "s3:PutObject", *multipart},
         data_prefix(synth, "predictions/"): {"s3:PutObject", "s3:AbortMultipartUpload"},
+        # assembly lists the job's parts: the bucket, for keys under batch/ only
+        arn(synth, storage.buckets["data"]): {"s3:ListBucket"},
     }
+    (listing,) = [s for s in st if "s3:ListBucket" in str(s["Action"])]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["batch/*"]}}
     assert actions_on(st, "dynamodb:") == {
         arn(synth, storage.tables["features"]): {"dynamodb:BatchGetItem"},
         arn(synth, storage.tables["predictions"]): {"dynamodb:PutItem"},  # one index item per chunk
