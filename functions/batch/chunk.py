@@ -453,7 +453,7 @@ def _score(
 ):
     """([(row indexes, outputs, model version, latency ms)], [(row index, reason)]) for one
     request of lines[i] for i in `indexes` (row index: offset + i); when the model refuses a row
-    (a 4xx, ModelError) the rows are halved until the refused ones are found one by one."""
+    (a ModelError from a 4xx) the rows are halved until the refused ones are found one by one."""
     body = header + "\n" + "\n".join([lines[i] for i in indexes]) + "\n"
     started = time.perf_counter()
     try:
@@ -464,10 +464,10 @@ def _score(
             Body=body.encode(),
         )
     except ClientError as exc:
-        if exc.response["Error"].get("Code") != "ModelError":
-            raise  # throttling, endpoint missing, server down: the message is retried
+        if not _refused_by_model(exc):
+            raise  # throttling, endpoint missing, a model server error (5xx): the message is retried
         if len(indexes) == 1:
-            detail = exc.response["Error"].get("OriginalMessage") or exc.response["Error"].get("Message")
+            detail = exc.response.get("OriginalMessage") or exc.response["Error"].get("Message")
             return [], [(offset + indexes[0], f"the model refused the row: {_model_reason(detail)}")]
         half = len(indexes) // 2
         left = _score(services, spec, header, lines, indexes[:half], offset)
@@ -477,6 +477,19 @@ def _score(
     latency_ms = (time.perf_counter() - started) * 1000
     outputs = map_scores(spec, answer["classes"], answer["scores"], expected=len(indexes))
     return [([offset + i for i in indexes], outputs, str(answer["model_version"]), latency_ms)], []
+
+
+def _refused_by_model(exc: ClientError) -> bool:
+    """A ModelError whose container answered 4xx: the rows sent were refused. SageMaker reports
+    every non-2xx container answer as ModelError, so a 5xx (the model not loaded yet, or failing)
+    is not a refusal: halving the rows would only fail good rows for good."""
+    if exc.response["Error"].get("Code") != "ModelError":
+        return False
+    status = exc.response.get("OriginalStatusCode", exc.response["Error"].get("OriginalStatusCode"))
+    try:
+        return 400 <= int(status) < 500
+    except (TypeError, ValueError):
+        return False
 
 
 def _model_reason(detail: Any) -> str:

@@ -78,9 +78,12 @@ class FakeEndpoint:
         assert all("email" not in r and "user_id" not in r for r in instances)
         self.calls.append(len(instances))
         if any(r["price"] == REFUSED_PRICE for r in instances):
+            # as botocore parses SageMaker's ModelError: the container's answer beside "Error"
             error = {"Code": "ModelError", "Message": "Received client error (400)"}
-            error["OriginalMessage"] = json.dumps({"error": "x", "message": "price is cursed"})
-            raise ClientError({"Error": error}, "InvokeEndpoint")
+            original = json.dumps({"error": "x", "message": "price is cursed"})
+            raise ClientError(
+                {"Error": error, "OriginalStatusCode": 400, "OriginalMessage": original}, "InvokeEndpoint"
+            )
         body = {
             "model": MODEL,
             "model_version": "v7",
@@ -353,6 +356,39 @@ def test_a_row_the_model_refuses_is_an_error_and_the_rest_are_scored(batch):
     assert len(results) == 8
     assert errors[0]["row"] == "7" and errors[0]["reason"] == "the model refused the row: price is cursed"
     assert errors[0]["raw"] == rows[5]
+
+
+def test_a_model_server_error_is_retried_not_blamed_on_the_rows(batch):
+    """SageMaker reports any non-2xx container answer as ModelError; a 5xx (the model still
+    loading, say) fails the delivery, so SQS retries the chunk, and no row is refused for it."""
+    from dataclasses import replace
+
+    class Unready(FakeEndpoint):
+        ready = False
+
+        def invoke_endpoint(self, **call):
+            if not self.ready:
+                self.calls.append(0)
+                error = {"Code": "ModelError", "Message": "Received server error (503) from primary"}
+                original = json.dumps({"error": "model_not_ready", "message": "retry shortly"})
+                raise ClientError(
+                    {"Error": error, "OriginalStatusCode": 503, "OriginalMessage": original}, "InvokeEndpoint"
+                )
+            return super().invoke_endpoint(**call)
+
+    endpoint = Unready()
+    batch.services = replace(batch.services, runtime=endpoint)
+    key = batch.upload((HEADER + "\n" + "\n".join(good_row(i) for i in range(64)) + "\n").encode())
+    job_id = batch.split(key)["job_id"]
+    (body,) = batch.messages()
+    with pytest.raises(ClientError):
+        process_chunk(batch.services, body)
+    assert endpoint.calls == [0]  # one call: the rows were not halved and blamed one by one
+    assert jobs.get_job(batch.services.jobs, job_id)["status"] == jobs.RUNNING
+    endpoint.ready = True  # the redelivery, once the model is up
+    process_chunk(batch.services, body)
+    results, errors = check_accounting(batch, jobs.get_job(batch.services.jobs, job_id), 64)
+    assert len(results) == 64 and errors == []
 
 
 # -- bad files: the job fails at once, with an email ----------------------------------------
