@@ -35,7 +35,6 @@ from inferline import aws
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def _mail_services(settings: MailSettings, **extra) -> Services:
@@ -123,6 +122,9 @@ def _consume(event: dict, context: LambdaContext, handle) -> dict:
             logger.exception("record failed", message_id=record.message_id)
             raise
 
+    # A processor per call: it holds the call's successes and failures, and the local runtime
+    # runs these handlers in threads of one process (a shared one mixed their failures up).
+    processor = BatchProcessor(event_type=EventType.SQS)
     return process_partial_response(event=event, record_handler=logged, processor=processor, context=context)
 
 

@@ -98,3 +98,21 @@ def test_a_missing_setting_fails_the_cold_start_naming_it():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_handlers_running_at_once_keep_their_failures_apart(monkeypatch):
+    """The local runtime runs the handlers in threads of one process: one handler's failed
+    record must not show up in (or vanish from) another call's response. Here a call runs
+    inside another's record, the most a shared processor could interleave."""
+    inner: list[dict] = []
+
+    def record(rec) -> None:
+        if rec.body == "poison":
+            raise ValueError("poison")
+        if rec.body == "nested":
+            inner.append(handlers.chunk(sqs_event("poison", "fine"), context_for("chunk")))
+
+    monkeypatch.setattr(handlers, "_chunk_record", record)
+    outer = handlers.chunk(sqs_event("nested", "fine"), context_for("chunk"))
+    assert outer == {"batchItemFailures": []}
+    assert inner == [{"batchItemFailures": [{"itemIdentifier": "m0"}]}]
