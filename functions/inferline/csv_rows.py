@@ -121,25 +121,46 @@ def parse_header(raw: bytes) -> list[str]:
         raise ValueError(f"the header is not a CSV record: {exc}") from None
 
 
+# A header's problems name its columns; past these limits the list is cut short. The reason
+# travels in an email, the job item (DynamoDB's 400 KB item limit) and the logs.
+MAX_HEADER_PROBLEMS = 20
+MAX_SHOWN_NAME = 40
+
+
 def header_problems(spec: ModelSpec, columns: list[str]) -> list[str]:
-    """Every problem with a header, checked against the spec's request fields (empty: fine)."""
+    """Every problem with a header, checked against the spec's request fields (empty: fine).
+
+    A first line that names none of the fields is most likely a data row (the header is
+    missing): it is said so without repeating its cells, which may hold personal data."""
     fields = spec.request.fields
     if not columns:
         return ["the file has no header row"]
+    if not any(name in fields for name in columns):
+        return [
+            f"the first line names none of the model's fields ({len(columns)} values): the file "
+            "needs a header row naming its columns"
+        ]
     problems = []
     seen: set[str] = set()
     for name in columns:
         if name == "":
             problems.append("a column has an empty name")
         elif name in seen:
-            problems.append(f"column '{name}' appears more than once")
+            problems.append(f"column '{_shown_name(name)}' appears more than once")
         elif name not in fields:
-            problems.append(f"unknown column '{name}'")
+            problems.append(f"unknown column '{_shown_name(name)}'")
         seen.add(name)
     for name, field in fields.items():
         if field.required and name not in seen:
             problems.append(f"missing required column '{name}' ({field.type})")
+    if len(problems) > MAX_HEADER_PROBLEMS:
+        more = len(problems) - MAX_HEADER_PROBLEMS + 1
+        problems = problems[: MAX_HEADER_PROBLEMS - 1] + [f"and {more} more problems"]
     return problems
+
+
+def _shown_name(name: str) -> str:
+    return name if len(name) <= MAX_SHOWN_NAME else name[: MAX_SHOWN_NAME - 3] + "..."
 
 
 def coerce_row(spec: ModelSpec, row: dict[str, str]) -> dict[str, Any]:

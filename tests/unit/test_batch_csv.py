@@ -9,7 +9,14 @@ import random
 
 import pytest
 
-from inferline.csv_rows import coerce_row, header_problems, parse_header, record_spans
+from inferline.csv_rows import (
+    MAX_HEADER_PROBLEMS,
+    MAX_SHOWN_NAME,
+    coerce_row,
+    header_problems,
+    parse_header,
+    record_spans,
+)
 from inferline.spec import load_spec
 
 SPEC = load_spec("purchase-propensity")
@@ -59,3 +66,20 @@ def test_coerce_row_types_and_missing():
     row = {"price": " 1e2 ", "session_pages": "3", "hour_of_day": "4.0", "user_id": "007", "email": ""}
     assert coerce_row(SPEC, row) == {"price": 100.0, "session_pages": 3, "hour_of_day": 4.0, "user_id": "007"}
     assert coerce_row(SPEC, {"price": "ten"}) == {"price": "ten"}
+
+
+def test_a_missing_header_is_named_without_repeating_the_data_row():
+    """A file without a header: its first row is read as one. Its cells (an email address,
+    here) must not reach the failure reason, which is stored, emailed and logged."""
+    row = ["u00001", "10.5", "books", "mobile", "US", "3", "12", "0", "jane.doe@example.com"]
+    (problem,) = header_problems(SPEC, row)
+    assert "header row" in problem and "9 values" in problem
+    assert not any(cell in problem for cell in row)
+
+
+def test_header_problems_stay_short_whatever_the_header():
+    columns = ["user_id", *(f"column_{i}_" + "x" * 500 for i in range(5_000))]
+    problems = header_problems(SPEC, columns)
+    assert len(problems) == MAX_HEADER_PROBLEMS and problems[-1].startswith("and ")
+    assert sum(map(len, problems)) < 2_000
+    assert problems[0] == f"unknown column '{columns[1][:MAX_SHOWN_NAME - 3]}...'"
