@@ -113,6 +113,7 @@ def test_handlers_running_at_once_keep_their_failures_apart(monkeypatch):
             inner.append(handlers.chunk(sqs_event("poison", "fine"), context_for("chunk")))
 
     monkeypatch.setattr(handlers, "_chunk_record", record)
+    monkeypatch.setattr(handlers.metrics, "namespace", "test")  # the inner call flushes metrics
     outer = handlers.chunk(sqs_event("nested", "fine"), context_for("chunk"))
     assert outer == {"batchItemFailures": []}
     assert inner == [{"batchItemFailures": [{"itemIdentifier": "m0"}]}]
