@@ -77,12 +77,14 @@ def submit_job(
     else:
         body |= {
             "upload_method": "PUT",
+            # Single use (If-None-Match: *): a second PUT to the URL would replace the file
+            # under a job that is already splitting or done; S3 refuses it with 412 instead.
             "upload_url": s3.generate_presigned_url(
                 "put_object",
-                Params={"Bucket": bucket, "Key": key, "ContentType": "text/csv"},
+                Params={"Bucket": bucket, "Key": key, "ContentType": "text/csv", "IfNoneMatch": "*"},
                 ExpiresIn=upload_expiry_seconds,
             ),
-            "upload_headers": {"Content-Type": "text/csv"},
+            "upload_headers": {"Content-Type": "text/csv", "If-None-Match": "*"},
         }
     fields = spec.request.fields
     body |= {

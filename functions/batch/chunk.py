@@ -47,7 +47,9 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from batch.assemble import finish_if_complete
+from batch.notify import fail_job
 from batch.services import Services
+from batch.split import replaced_reason
 from inferline import jobs
 from inferline.csv_rows import (
     FIELD_SIZE_LIMIT,
@@ -90,6 +92,7 @@ class ChunkMessage(BaseModel):
     end: int  # exclusive
     first_row: int = Field(ge=2)
     columns: list[str] = Field(min_length=1)
+    etag: str = ""  # the upload version the splitter planned ("": any, from an older splitter)
 
 
 class JobMissing(LookupError):
@@ -132,9 +135,19 @@ def process_chunk(services: Services, body: str | dict) -> dict[str, Any]:
         return summary | {"action": "skipped", "status": job["status"]}
 
     spec = services.load_spec(message.model)
-    data = services.s3.get_object(
-        Bucket=services.bucket, Key=message.key, Range=f"bytes={message.start}-{message.end - 1}"
-    )["Body"].read()
+    where = f"bytes={message.start}-{message.end - 1}"
+    read = {"Bucket": services.bucket, "Key": message.key, "Range": where}
+    if message.etag:
+        read["IfMatch"] = message.etag
+    try:
+        data = services.s3.get_object(**read)
+    except ClientError as exc:
+        if exc.response["Error"].get("Code") not in ("PreconditionFailed", "412"):
+            raise
+        # The upload was replaced since the split: these offsets are not this file's rows.
+        fail_job(services, message.job_id, replaced_reason(message.key))
+        return summary | {"action": "failed", "status": jobs.FAILED}
+    data = data["Body"].read()
     with _collector_paused():
         rows = read_rows(spec, message, data)
         del data

@@ -79,6 +79,10 @@ def split_upload(services: Services, key: str) -> dict[str, Any]:
     if job["status"] in jobs.FINAL or (job["status"] == jobs.RUNNING and jobs.is_complete(job)):
         logger.info("upload already processed", job_id=job_id, status=job["status"])
         return {"job_id": job_id, "action": "skipped", "status": job["status"]}
+    etag = head.get("ETag", "")
+    if job.get("source_etag") and job["source_etag"] != etag:
+        # A new upload to the key of a running job: its chunks were planned on the old file.
+        return _refuse(services, job_id, replaced_reason(key))
     if job.get("model") != model:
         reason = f"the file was uploaded under model '{model}' but job {job_id} is for '{job.get('model')}'"
         fail_job(services, job_id, reason)
@@ -96,7 +100,8 @@ def split_upload(services: Services, key: str) -> dict[str, Any]:
     try:
         spec = services.load_spec(model)
         columns, chunks = plan_chunks(
-            services.s3.get_object(Bucket=services.bucket, Key=key)["Body"],
+            # the version HeadObject saw (replaced since: this fails and the event is retried)
+            services.s3.get_object(Bucket=services.bucket, Key=key, IfMatch=etag)["Body"],
             spec,
             services.chunk_max_rows,
             services.chunk_max_bytes,
@@ -106,11 +111,13 @@ def split_upload(services: Services, key: str) -> dict[str, Any]:
     except BadFile as exc:
         return _refuse(services, job_id, f"{key.rsplit('/', 1)[-1]}: {exc}")
 
-    if job["status"] != jobs.RUNNING and not jobs.start_running(services.jobs, job_id, len(chunks), columns):
+    if job["status"] != jobs.RUNNING and not jobs.start_running(
+        services.jobs, job_id, len(chunks), columns, source_etag=etag
+    ):
         job = jobs.get_job(services.jobs, job_id) or job
         if job["status"] != jobs.RUNNING:
             return {"job_id": job_id, "action": "skipped", "status": job["status"]}
-    messages = [chunk_message(job_id, model, key, columns, c) for c in chunks]
+    messages = [chunk_message(job_id, model, key, columns, c, etag) for c in chunks]
     send_chunk_messages(services.sqs, services.chunks_queue_url, messages)
     logger.info(
         "upload split", job_id=job_id, model=model, chunks=len(chunks), bytes=head.get("ContentLength")
@@ -132,6 +139,13 @@ def _job_for_upload(services: Services, key: str, model: str, stem: str, head: d
         return jobs.create_job(services.jobs, model, email, job_id, source_key=key, status=jobs.SPLITTING)
     except FileExistsError:  # a concurrent delivery of the same event made it first
         return jobs.get_job(services.jobs, job_id)
+
+
+def replaced_reason(key: str) -> str:
+    return (
+        f"{key.rsplit('/', 1)[-1]} was uploaded again while its rows were being predicted, so "
+        "the job could not finish without mixing the two files. Submit a new job for the new file."
+    )
 
 
 def _refuse(services: Services, job_id: str, reason: str) -> dict[str, Any]:
@@ -225,12 +239,16 @@ def _records(blocks: Iterator[bytes]) -> Iterator[tuple[int, int, bytes]]:
         yield begin, scanner.offset, bytes(pending) if keep else b"x"
 
 
-def chunk_message(job_id: str, model: str, key: str, columns: list[str], chunk: Chunk) -> dict:
-    """The message a chunk worker gets: everything it needs to read and place its rows."""
+def chunk_message(
+    job_id: str, model: str, key: str, columns: list[str], chunk: Chunk, etag: str = ""
+) -> dict:
+    """The message a chunk worker gets: everything it needs to read and place its rows (the
+    object version's ETag too: a byte range of another version is not these rows)."""
     return {
         "job_id": job_id,
         "model": model,
         "key": key,
+        "etag": etag,
         "chunk": chunk.index,
         "start": chunk.start,
         "end": chunk.end,

@@ -63,7 +63,7 @@ def failed_mail(job: dict[str, Any], reason: str) -> Mail:
         "Reason:",
         reason,
         "",
-        "Nothing was predicted from this file. Fix the problem and upload the file again.",
+        "Nothing was predicted from this file. Fix the problem and submit it as a new job.",
     ]
     return Mail(job["email"], subject, "\n".join(lines) + "\n")
 

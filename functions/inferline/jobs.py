@@ -110,20 +110,28 @@ def start_splitting(table, job_id: str, source_key: str, now: datetime | None = 
 
 
 def start_running(
-    table, job_id: str, total_chunks: int, columns: list[str], now: datetime | None = None
+    table,
+    job_id: str,
+    total_chunks: int,
+    columns: list[str],
+    source_etag: str = "",
+    now: datetime | None = None,
 ) -> bool:
-    """splitting -> running with total_chunks (and the file's columns, for the results
-    header) set in one update; False if the job is not splitting."""
+    """splitting -> running with total_chunks, the file's columns (for the results header) and
+    the ETag of the object version planned (every chunk reads that version or fails the job)
+    set in one update; False if the job is not splitting."""
     return _update(
         table,
         job_id,
-        "SET #s = :running, total_chunks = :total, #c = :columns, updated_at = :now, started_at = :now",
+        "SET #s = :running, total_chunks = :total, #c = :columns, source_etag = :etag, "
+        "updated_at = :now, started_at = :now",
         "#s = :splitting",
         {
             ":running": RUNNING,
             ":splitting": SPLITTING,
             ":total": total_chunks,
             ":columns": columns,
+            ":etag": source_etag,
             ":now": _now(now).isoformat(),
         },
     )

@@ -60,6 +60,21 @@ def test_a_csv_job_accounts_for_every_row(target):
     assert len(results) + len(errors) == len(ROWS)
 
 
+def test_an_upload_url_takes_one_file_only(target):
+    """A second PUT to the same URL would replace the file under a job already running or
+    done: S3 refuses it (If-None-Match: *), and the first file's job goes on."""
+    content = ("\n".join([HEADER, ROWS[0]]) + "\n").encode()
+    with target.client() as api:
+        reply = api.post(f"/v1/models/{MODEL}/batch-jobs", json={"email": "owner@example.com"})
+        job = reply.json()
+        put = httpx.put(job["upload_url"], content=content, headers=job["upload_headers"], timeout=30)
+        assert put.status_code == 200, put.text
+        again = httpx.put(job["upload_url"], content=content + content, headers=job["upload_headers"])
+        assert again.status_code == 412, again.text
+        final = wait_for_end(api, job["job_id"])
+    assert final["status"] == "succeeded" and (final["rows_ok"], final["rows_failed"]) == (1, 0)
+
+
 def test_a_multipart_upload_through_presigned_urls(target, tmp_path):
     from local_runtime.batch_client import upload_parts
 

@@ -391,6 +391,55 @@ def test_a_model_server_error_is_retried_not_blamed_on_the_rows(batch):
     assert len(results) == 64 and errors == []
 
 
+def csv_of(rows: int, start: int = 0) -> bytes:
+    return (HEADER + "\n" + "\n".join(good_row(i) for i in range(start, start + rows)) + "\n").encode()
+
+
+def test_an_upload_replaced_while_its_chunks_run_fails_the_job_rather_than_mix_files(batch):
+    """The presigned URL is good for an hour: a second PUT replaces the file while its chunks
+    wait. Their byte ranges are the first file's: each chunk reads the version the splitter
+    planned, or the job fails saying why (it used to score rows cut at the old offsets)."""
+    batch.with_chunks(rows=10)
+    key = batch.upload(csv_of(30))
+    job_id = batch.split(key)["job_id"]
+    bodies = batch.messages()
+    batch.aws.s3.put_object(Bucket=batch.aws.data_bucket, Key=key, Body=csv_of(45, start=100))
+    for body in bodies:
+        process_chunk(batch.services, body)
+    job = jobs.get_job(batch.services.jobs, job_id)
+    assert job["status"] == jobs.FAILED and "uploaded again" in job["failure_reason"]
+    assert job.get("chunks_done", 0) == 0
+    (mail,) = sent_mail()
+    assert "Submit a new job" in mail.body
+    # the second upload's own event: the job is over, and the new file is not split into it
+    assert batch.split(key)["action"] == "skipped" and batch.messages() == []
+
+
+def test_a_second_upload_event_for_a_running_job_fails_it(batch):
+    batch.with_chunks(rows=10)
+    key = batch.upload(csv_of(30))
+    job_id = batch.split(key)["job_id"]
+    batch.messages()
+    batch.aws.s3.put_object(Bucket=batch.aws.data_bucket, Key=key, Body=csv_of(45, start=100))
+    result = batch.split(key)  # the new version's event, while the first file's chunks run
+    assert result["action"] == "failed" and batch.messages() == []
+    assert jobs.get_job(batch.services.jobs, job_id)["status"] == jobs.FAILED
+
+
+def test_a_direct_upload_replaced_starts_its_own_job_and_fails_the_old_one(batch):
+    batch.with_chunks(rows=10)
+    first = batch.split(batch.upload(csv_of(30), via_api=False))["job_id"]
+    old = batch.messages()
+    second = batch.split(batch.upload(csv_of(45, start=100), via_api=False))["job_id"]
+    assert second != first
+    for body in old + batch.messages():
+        process_chunk(batch.services, body)
+    assert jobs.get_job(batch.services.jobs, first)["status"] == jobs.FAILED
+    results, errors = check_accounting(batch, jobs.get_job(batch.services.jobs, second), 45)
+    assert [r["user_id"] for r in results[:2]] == ["u0", "u1"] and errors == []
+    assert [int(r["row"]) for r in results] == list(range(2, 47))
+
+
 # -- bad files: the job fails at once, with an email ----------------------------------------
 
 
