@@ -52,7 +52,15 @@ def notify(services: Services, job: dict[str, Any]) -> bool:
         mail = succeeded_mail(job, links, services.link_expiry_seconds)
     else:
         mail = failed_mail(job, job.get("failure_reason") or "unknown reason")
-    send(services.ses, services.email_sender, mail, services.outbox_dir)
+    # Workers finishing a job, dead-letter deliveries failing it, redeliveries: several may get
+    # here at once, and one sends.
+    if not jobs.claim_notification(services.jobs, job["job_id"]):
+        return False
+    try:
+        send(services.ses, services.email_sender, mail, services.outbox_dir)
+    except BaseException:
+        jobs.release_notification(services.jobs, job["job_id"])  # the retry sends it
+        raise
     jobs.mark_notified(services.jobs, job["job_id"])
     logger.info("job email sent", job_id=job["job_id"], status=job["status"])
     return True

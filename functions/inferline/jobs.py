@@ -200,6 +200,30 @@ def mark_failed(table, job_id: str, reason: str, now: datetime | None = None) ->
     )
 
 
+# A claim to send a job's email that is older than this was left by a sender that crashed.
+NOTIFY_CLAIM_SECONDS = 300
+
+
+def claim_notification(table, job_id: str, now: datetime | None = None) -> bool:
+    """The right to send the job's email, taken by one caller at a time: False when it went
+    out already or another caller is sending it now (its claim is younger than
+    NOTIFY_CLAIM_SECONDS). A caller whose send fails gives it back (release_notification)."""
+    at = _now(now)
+    return _update(
+        table,
+        job_id,
+        "SET notify_claimed_at = :now",
+        "attribute_not_exists(notified_at) AND "
+        "(attribute_not_exists(notify_claimed_at) OR notify_claimed_at < :stale)",
+        {":now": at.isoformat(), ":stale": (at - timedelta(seconds=NOTIFY_CLAIM_SECONDS)).isoformat()},
+        names=False,
+    )
+
+
+def release_notification(table, job_id: str) -> None:
+    table.update_item(Key={"job_id": job_id}, UpdateExpression="REMOVE notify_claimed_at")
+
+
 def mark_notified(table, job_id: str, now: datetime | None = None) -> bool:
     """Record that the job's email went out; False if it already had (a retry after a crash)."""
     return _update(

@@ -598,6 +598,38 @@ def test_dead_lettered_chunk_fails_the_job_with_an_email(batch):
     assert handle_dead_letter(batch.services, "{not json") == 0
 
 
+def test_one_email_when_several_callers_end_a_job_at_once(batch, monkeypatch):
+    """Dead-letter deliveries of several chunks, and workers still running, may all end a job
+    at once: one of them sends the email. A sender that fails gives the claim back."""
+    from datetime import UTC, datetime, timedelta
+
+    import batch.notify as notify_module
+
+    batch.with_chunks(rows=2)
+    job_id = batch.split(batch.upload(csv_of(4)))["job_id"]
+    bodies = batch.messages()
+    # another caller holds the claim (it is sending right now): nobody else sends
+    assert jobs.claim_notification(batch.services.jobs, job_id)
+    assert handle_dead_letter(batch.services, bodies[0]) == 1
+    assert handle_dead_letter(batch.services, bodies[1]) == 0
+    assert sent_mail() == []
+    # the claim of a sender that crashed expires; a failed send gives it back at once
+    later = datetime.now(UTC) + timedelta(seconds=jobs.NOTIFY_CLAIM_SECONDS + 1)
+    assert not jobs.claim_notification(batch.services.jobs, job_id)
+    jobs.release_notification(batch.services.jobs, job_id)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("SES is down")
+
+    monkeypatch.setattr(notify_module, "send", broken)
+    with pytest.raises(RuntimeError):
+        fail_job(batch.services, job_id, "again")
+    monkeypatch.undo()
+    assert fail_job(batch.services, job_id, "again") is False  # already failed: only the mail
+    assert len(sent_mail()) == 1
+    assert not jobs.claim_notification(batch.services.jobs, job_id, now=later)  # sent: for good
+
+
 def test_dead_lettered_upload_event_fails_the_job_it_started(batch):
     key = batch.upload(b"whatever", via_api=False)
     event = {"Records": [s3_record(batch, key)]}
