@@ -61,7 +61,7 @@ EMAIL_SENDER_PARAMETER = "BatchEmailSender"
 # Lambda's retries of a throttled or failed batch never see a message reappear mid-run.
 VISIBILITY_PER_TIMEOUT = 6
 MAX_RECEIVE_COUNT = 3  # a message failing 3 times is a poison message: dead-letter it
-DLQ_RETENTION = Duration.days(14)  # the SQS maximum: time to inspect and redrive by hand
+DLQ_RETENTION = Duration.days(14)  # the SQS maximum: what the dead-letter Lambda cannot handle waits
 QUEUE_RETENTION = Duration.days(4)
 
 # One upload is a whole job, and a 1 GB file is scanned end to end for row boundaries.
@@ -298,7 +298,6 @@ class Batch(Construct):
         self._objects(self.dead_letter, UPLOADS_PREFIX, "s3:GetObject")
         jobs.grant(self.dead_letter, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
         self.identity.grant_send_email(self.dead_letter)
-        self._objects(self.dead_letter, RESULTS_PREFIX, "s3:GetObject")
         for queue in (self.uploads, self.chunks):
             self.dead_letter.add_event_source(
                 sources.SqsEventSource(

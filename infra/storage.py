@@ -34,7 +34,9 @@ ACCESS_LOG_DAYS = 90
 # chunks' partial outputs (only needed until the job is assembled), and the emailed results.
 BATCH_PARTS_PREFIX = batch_part_key("m", "j", 0, "results").split("/", 1)[0] + "/"
 RESULTS_PREFIX = batch_output_key("m", "j", "results").split("/", 1)[0] + "/"
-BATCH_PARTS_DAYS = 2
+# A chunk's parts wait for the job's last chunk, whose message may sit in its queue for up to
+# QUEUE_RETENTION (4 days, infra/batch.py) when the workers are backed up: they outlive it.
+BATCH_PARTS_DAYS = 5
 # Batch objects hold users' rows: an expired or overwritten version is gone the next day,
 # not after NONCURRENT_VERSION_DAYS.
 BATCH_NONCURRENT_DAYS = 1

@@ -103,8 +103,10 @@ def _request_problem(payload: Any) -> tuple[str, str] | None:
     email, file_name = payload.get("email"), payload.get("file_name")
     if not isinstance(email, str) or not EMAIL.match(email):
         return "email", expected
-    if file_name is not None and not (isinstance(file_name, str) and 0 < len(file_name) <= 255):
-        return "file_name", "a file name of 1 to 255 characters"
+    if file_name is not None and not (
+        isinstance(file_name, str) and 0 < len(file_name) <= 255 and file_name.isprintable()
+    ):  # it goes into the email's subject: no line breaks or other control characters
+        return "file_name", "a file name of 1 to 255 printable characters"
     size, multipart = payload.get("size"), payload.get("multipart")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
         return "size", "the file's size in bytes, a positive integer"

@@ -32,7 +32,16 @@ def handle_dead_letter(services: Services, body: str) -> int:
         logger.error("dead letter is not a JSON object; dropped")
         return 0
     if "job_id" in message:
-        chunk = message.get("chunk")
+        job_id, chunk = str(message["job_id"]), message.get("chunk")
+        job = jobs.get_job(services.jobs, job_id) or {}
+        if chunk is not None and chunk in job.get("done_chunks", []):
+            # the chunk was predicted and counted: what kept failing came after, in putting
+            # the results together or in sending the email
+            reason = (
+                "every row was predicted, but the results file could not be put together "
+                "after several attempts; the job was stopped"
+            )
+            return int(fail_job(services, job_id, reason))
         where = f"chunk {chunk}" if chunk is not None else "a chunk"
         if "first_row" in message:
             where += f" (from row {message['first_row']})"
@@ -40,7 +49,7 @@ def handle_dead_letter(services: Services, body: str) -> int:
             f"{where} of the file could not be processed after several attempts; "
             "the job was stopped and no results file was produced"
         )
-        return int(fail_job(services, str(message["job_id"]), reason))
+        return int(fail_job(services, job_id, reason))
     failed = 0
     for _bucket, key in upload_events(message):
         job_id = _job_of_upload(services, key)

@@ -311,8 +311,7 @@ def test_dead_letter_fails_jobs_and_emails_only(synth):
         arn(synth, storage.tables["jobs"]): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
     }
     assert actions_on(st, "s3:") == {
-        data_prefix(synth, "uploads/"): {"s3:GetObject"},
-        data_prefix(synth, "results/"): {"s3:GetObject"},
+        data_prefix(synth, "uploads/"): {"s3:GetObject"},  # it only fails jobs: no result links
     }
     assert actions_on(st, "ses:") == {identity_arn(synth): {"ses:SendEmail", "ses:SendRawEmail"}}
     assert actions_on(st, "sqs:ReceiveMessage") == {
@@ -368,7 +367,7 @@ def test_batch_objects_expire(synth):
     rules = lifecycle(synth.template, synth.logical_id(synth.stack.storage.data))
     for prefix, days in (
         ("uploads/", synth.config.upload_expiry_days),
-        ("batch/", 2),
+        ("batch/", 5),  # past the chunk queue's retention (4 days)
         ("results/", synth.config.result_expiry_days),
     ):
         rule = rules[prefix]
@@ -483,3 +482,12 @@ def test_the_jobs_api_lambdas_are_scoped_to_jobs_uploads_and_results(synth):
     submit, status = json.dumps(statements(synth, "submit")), json.dumps(statements(synth, "status"))
     assert "uploads/*" in submit and "results/*" not in submit and "dynamodb:PutItem" in submit
     assert "results/*" in status and "uploads/*" not in status and "dynamodb:PutItem" not in status
+
+
+def test_chunk_parts_outlive_the_longest_wait_of_a_chunk_message():
+    """A job's early parts must still exist when its last chunk, queued behind a backlog for
+    as long as SQS keeps it, is assembled."""
+    from infra.batch import QUEUE_RETENTION
+    from infra.storage import BATCH_PARTS_DAYS
+
+    assert BATCH_PARTS_DAYS > QUEUE_RETENTION.to_days()

@@ -598,6 +598,25 @@ def test_dead_lettered_chunk_fails_the_job_with_an_email(batch):
     assert handle_dead_letter(batch.services, "{not json") == 0
 
 
+def test_a_counted_chunk_dead_lettered_blames_the_assembly_not_the_rows(batch, monkeypatch):
+    """The last chunk was predicted and counted, then putting results.csv together kept
+    failing: the email says so, rather than that a chunk could not be processed."""
+    batch.with_chunks(rows=2)
+    job_id = batch.split(batch.upload(csv_of(4)))["job_id"]
+    first, last = batch.messages()
+    process_chunk(batch.services, first)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("S3 is having a bad day")
+
+    monkeypatch.setattr(assemble, "assemble", broken)
+    with pytest.raises(RuntimeError):
+        process_chunk(batch.services, last)
+    assert handle_dead_letter(batch.services, last) == 1
+    job = jobs.get_job(batch.services.jobs, job_id)
+    assert job["status"] == jobs.FAILED and job["failure_reason"].startswith("every row was predicted")
+
+
 def test_one_email_when_several_callers_end_a_job_at_once(batch, monkeypatch):
     """Dead-letter deliveries of several chunks, and workers still running, may all end a job
     at once: one of them sends the email. A sender that fails gives the claim back."""

@@ -68,6 +68,7 @@ def test_a_large_file_gets_a_presigned_multipart_upload(batch):  # noqa: F811
         ({"multipart": "yes", "size": 10}, "multipart"),
         ({"size": api.MAX_PARTS * api.MAX_PART_SIZE + 1}, "size"),
         ({"file_name": ""}, "file_name"),
+        ({"file_name": "leads.csv\r\nBcc: someone@example.com"}, "file_name"),  # mail headers
         ({"colour": "red"}, "email"),
     ],
 )
