@@ -100,6 +100,7 @@ def test_a_missing_setting_fails_the_cold_start_naming_it():
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
 def test_handlers_running_at_once_keep_their_failures_apart(monkeypatch):
     """The local runtime runs the handlers in threads of one process: one handler's failed
     record must not show up in (or vanish from) another call's response. Here a call runs
