@@ -11,8 +11,11 @@ the same messages again: chunk processing is idempotent).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import operator
+from bisect import bisect_right
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -155,17 +158,24 @@ def _refuse(services: Services, job_id: str, reason: str) -> dict[str, Any]:
 
 def plan_chunks(body, spec, max_rows: int, max_bytes: int) -> tuple[list[str], list[Chunk]]:
     """Stream the file once: its checked header and its chunks; BadFile says what is wrong."""
-    records = _records(_blocks(body))
-    try:
-        _, header_end, header_raw = next(records)
-    except StopIteration:
-        raise BadFile("the file is empty") from None
+    blocks = _record_blocks(_blocks(body))
+    pending: list[tuple[int, int, bytes]] = []  # records read past the header, not yet planned
+    header = None
+    for ends, raw_of, _begin in blocks:
+        if ends:
+            header = (ends[0], raw_of(0))
+            pending = [(ends[i], ends[i + 1], raw_of(i + 1)) for i in range(len(ends) - 1)]
+            break
+    if header is None:
+        raise BadFile("the file is empty")
+    header_end, header_raw = header
     try:
         columns = parse_header(header_raw)
     except ValueError as exc:
         raise BadFile(str(exc)) from None
     if not columns:
-        if all(not raw.strip() for _, _, raw in records):
+        rest = (raw_of(i) for ends, raw_of, _ in blocks for i in range(len(ends)))
+        if all(not raw.strip() for raw in chain((r for _, _, r in pending), rest)):
             raise BadFile("the file is empty")
         raise BadFile("the first line is empty: the file needs a header row naming the columns")
     problems = header_problems(spec, columns)
@@ -179,26 +189,76 @@ def plan_chunks(body, spec, max_rows: int, max_bytes: int) -> tuple[list[str], l
             + f"\nExpected columns: {expected}"
         )
 
-    chunks: list[Chunk] = []
-    row, data_rows = 1, 0
-    start = end = header_end
-    first_row, rows = 2, 0
-    for begin, stop, raw in records:
-        row += 1
+    plan = _Planner(header_end, max_rows, max_bytes)
+    for begin, stop, raw in pending:
+        plan.record(begin, stop, raw)
+    for ends, raw_of, begin in blocks:
+        i = 0
+        while i < len(ends) and not plan.data_rows:  # blank lines decide nothing until a row
+            plan.record(begin if i == 0 else ends[i - 1], ends[i], raw_of(i))
+            i += 1
+        if i < len(ends):
+            plan.records(ends[i:] if i else ends)
+    return columns, plan.finish()
+
+
+class _Planner:
+    """Records -> chunks of at most max_rows records and max_bytes bytes (a record larger than
+    max_bytes makes a chunk of its own), one record at a time or a block's worth at once."""
+
+    def __init__(self, header_end: int, max_rows: int, max_bytes: int):
+        self.max_rows, self.max_bytes = max_rows, max_bytes
+        self.chunks: list[Chunk] = []
+        self.row, self.data_rows = 1, 0  # the last record's number (the header is row 1)
+        self.start = self.end = header_end  # the open chunk's first byte; its last record's end
+        self.first_row, self.rows = 2, 0
+
+    def record(self, begin: int, stop: int, raw: bytes) -> None:
+        row = self.row + 1
         if stop - begin > MAX_RECORD_BYTES:
             raise BadFile(f"row {row} is longer than {MAX_RECORD_BYTES} bytes: is a quote left open?")
         if raw.strip():
-            data_rows += 1
-        if rows and (rows >= max_rows or stop - start > max_bytes):
-            chunks.append(Chunk(len(chunks), start, end, first_row, rows))
-            start, first_row, rows = begin, row, 0
-        rows += 1
-        end = stop
-    if rows:
-        chunks.append(Chunk(len(chunks), start, end, first_row, rows))
-    if data_rows == 0:
-        raise BadFile("the file has a header but no rows")
-    return columns, chunks
+            self.data_rows += 1
+        if self.rows and (self.rows >= self.max_rows or stop - self.start > self.max_bytes):
+            self._close(begin)
+        self.row, self.rows, self.end = row, self.rows + 1, stop
+
+    def records(self, ends: list[int]) -> None:
+        """Records ending at `ends` (the first begins where the last one planned ended), once a
+        data row has been seen: what `record` does to each, without a Python step per record."""
+        gaps = [ends[0] - self.end, *map(operator.sub, ends[1:], ends[:-1])]
+        if max(gaps) > MAX_RECORD_BYTES:
+            longest = next(i for i, gap in enumerate(gaps) if gap > MAX_RECORD_BYTES)
+            raise BadFile(
+                f"row {self.row + 1 + longest} is longer than {MAX_RECORD_BYTES} bytes: is a quote left open?"
+            )
+        i, n = 0, len(ends)
+        while i < n:
+            if not self.rows:  # an empty chunk takes its first record whatever its size
+                self.rows, self.row, self.end, i = 1, self.row + 1, ends[i], i + 1
+                continue
+            # the records that still fit: by count, and by the bytes from the chunk's start
+            by_bytes = bisect_right(ends, self.start + self.max_bytes, i) - i
+            fit = min(self.max_rows - self.rows, by_bytes, n - i)
+            if fit > 0:
+                i += fit
+                self.rows += fit
+                self.row += fit
+                self.end = ends[i - 1]
+            if i < n:
+                self._close(self.end)
+
+    def _close(self, begin: int) -> None:
+        """End the open chunk; the next one starts with the record beginning at `begin`."""
+        self.chunks.append(Chunk(len(self.chunks), self.start, self.end, self.first_row, self.rows))
+        self.start, self.first_row, self.rows = begin, self.row + 1, 0
+
+    def finish(self) -> list[Chunk]:
+        if self.rows:
+            self.chunks.append(Chunk(len(self.chunks), self.start, self.end, self.first_row, self.rows))
+        if self.data_rows == 0:
+            raise BadFile("the file has a header but no rows")
+        return self.chunks
 
 
 def _blocks(body) -> Iterator[bytes]:
@@ -206,37 +266,42 @@ def _blocks(body) -> Iterator[bytes]:
         yield block
 
 
-def _records(blocks: Iterator[bytes]) -> Iterator[tuple[int, int, bytes]]:
-    """(start, end, bytes) of each record. Only the header and short records are kept whole
-    (the blank-line check needs them); a longer record stands in as b"x" so memory stays flat."""
+def _record_blocks(blocks: Iterator[bytes]) -> Iterator[tuple[list[int], Callable[[int], bytes], int]]:
+    """For each block: the absolute ends of the records that end in it, a function giving the
+    i-th one's bytes, and where the first one begins (a record may start in an earlier block).
+    The last record of a file without a final newline comes as a block of its own.
+
+    Only short records are kept whole across blocks (the blank-line check needs them); a longer
+    one stands in as b"x" so memory stays flat; the file's first record (the header) is kept up
+    to MAX_RECORD_BYTES."""
     scanner = RowScanner()
     pending = bytearray()  # bytes of the record being read, kept only while small
-    keep = True  # still small enough to keep
-    begin = 0
-    first = True
+    keep, first, begin = True, True, 0
     for block in blocks:
         ends = scanner.feed(block)
         base = scanner.offset - len(block)
-        cursor = 0
-        for end in ends:
-            piece = block[cursor : end - base]
-            if keep:
-                pending += piece
-            raw = bytes(pending) if keep else b"x"
-            yield begin, end, raw
-            first = False
-            begin, cursor = end, end - base
+        if ends:
+            head = bytes(pending) + block[: ends[0] - base] if keep else b"x"
+
+            def raw_of(i: int, block=block, base=base, ends=ends, head=head) -> bytes:
+                return head if i == 0 else block[ends[i - 1] - base : ends[i] - base]
+
+            yield ends, raw_of, begin
+            first, begin, keep = False, ends[-1], True
             pending.clear()
-            keep = True
+            tail = block[ends[-1] - base :]
+        else:
+            tail = block
         if keep:
-            pending += block[cursor:]
+            pending += tail
             if not first and len(pending) > 256:
                 keep = False
                 pending.clear()
             elif first and len(pending) > MAX_RECORD_BYTES:
                 raise BadFile(f"the header is longer than {MAX_RECORD_BYTES} bytes")
     if scanner.offset > begin:
-        yield begin, scanner.offset, bytes(pending) if keep else b"x"
+        last = bytes(pending) if keep else b"x"
+        yield [scanner.offset], lambda i: last, begin
 
 
 def chunk_message(

@@ -14,6 +14,7 @@ import csv
 import io
 import math
 from collections.abc import Iterable, Iterator
+from itertools import accumulate
 from typing import Any
 
 from inferline.spec import ModelSpec
@@ -21,6 +22,7 @@ from inferline.spec import ModelSpec
 _QUOTE = ord('"')
 _COMMA = ord(",")
 _NEWLINE = ord("\n")
+_PLUS_ONE = (1).__add__
 BOM = b"\xef\xbb\xbf"
 
 
@@ -58,11 +60,13 @@ class RowScanner:
                 continue
             if next_quote != -1 and next_quote < i:
                 next_quote = block.find(b'"', i)
-            newline = block.find(b"\n", i)
-            if newline >= 0 and (next_quote < 0 or newline < next_quote):
-                ends.append(self.offset + newline + 1)
-                i = newline + 1
-                continue
+            stop = n if next_quote < 0 else next_quote
+            if block.find(b"\n", i, stop) >= 0:
+                # Outside quotes every newline up to the next quote ends a record: their
+                # offsets at once, from the lengths of the lines between them.
+                lines = block[i:stop].split(b"\n")
+                ends += accumulate(map(_PLUS_ONE, map(len, lines[:-1])), initial=self.offset + i)
+                del ends[-len(lines)]  # the initial value
             if next_quote < 0:
                 i = n
                 break
