@@ -35,6 +35,8 @@ MULTIPART_THRESHOLD = 64 * 1024 * 1024
 MIN_PART_SIZE = 16 * 1024 * 1024
 MAX_PARTS = 1_000
 MAX_PART_SIZE = 5 * 1024**3
+# Control characters (Unicode category Cc) and the line and paragraph separators.
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 PUBLIC_FIELDS = ("job_id", "model", "status", "total_chunks", "chunks_done", "rows_ok", "rows_failed",
                  "failure_reason", "created_at", "updated_at", "finished_at")  # fmt: skip
@@ -104,9 +106,9 @@ def _request_problem(payload: Any) -> tuple[str, str] | None:
     if not isinstance(email, str) or not EMAIL.match(email):
         return "email", expected
     if file_name is not None and not (
-        isinstance(file_name, str) and 0 < len(file_name) <= 255 and file_name.isprintable()
+        isinstance(file_name, str) and 0 < len(file_name) <= 255 and not _LINE_BREAKING.search(file_name)
     ):  # it goes into the email's subject: no line breaks or other control characters
-        return "file_name", "a file name of 1 to 255 printable characters"
+        return "file_name", "a file name of 1 to 255 characters, without control characters"
     size, multipart = payload.get("size"), payload.get("multipart")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
         return "size", "the file's size in bytes, a positive integer"

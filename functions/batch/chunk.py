@@ -465,8 +465,9 @@ def _score(
     services: Services, spec: ModelSpec, header: str, lines: list[str], indexes: range | list, offset: int
 ):
     """([(row indexes, outputs, model version, latency ms)], [(row index, reason)]) for one
-    request of lines[i] for i in `indexes` (row index: offset + i); when the model refuses a row
-    (a ModelError from a 4xx) the rows are halved until the refused ones are found one by one."""
+    request of lines[i] for i in `indexes` (row index: offset + i); when the model refuses rows
+    or fails on them (a ModelError from a 4xx or a 500) the rows are halved until those rows are
+    found one by one."""
     body = header + "\n" + "\n".join([lines[i] for i in indexes]) + "\n"
     started = time.perf_counter()
     try:
@@ -478,7 +479,7 @@ def _score(
         )
     except ClientError as exc:
         if not _refused_by_model(exc):
-            raise  # throttling, endpoint missing, a model server error (5xx): the message is retried
+            raise  # throttling, endpoint missing, the model not ready (503): the message is retried
         if len(indexes) == 1:
             detail = exc.response.get("OriginalMessage") or exc.response["Error"].get("Message")
             return [], [(offset + indexes[0], f"the model refused the row: {_model_reason(detail)}")]
@@ -493,14 +494,15 @@ def _score(
 
 
 def _refused_by_model(exc: ClientError) -> bool:
-    """A ModelError whose container answered 4xx: the rows sent were refused. SageMaker reports
-    every non-2xx container answer as ModelError, so a 5xx (the model not loaded yet, or failing)
-    is not a refusal: halving the rows would only fail good rows for good."""
+    """A ModelError about the rows sent: the container refused them (4xx) or its model raised on
+    them (500), so they are halved until the rows at fault are found. SageMaker reports every
+    non-2xx container answer as ModelError; any other one (503: the model is not loaded yet) is
+    about the server, not the rows, and the delivery is retried instead."""
     if exc.response["Error"].get("Code") != "ModelError":
         return False
     status = exc.response.get("OriginalStatusCode", exc.response["Error"].get("OriginalStatusCode"))
     try:
-        return 400 <= int(status) < 500
+        return 400 <= int(status) <= 500
     except (TypeError, ValueError):
         return False
 

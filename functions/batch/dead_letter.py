@@ -13,7 +13,7 @@ import json
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from batch.notify import fail_job
+from batch.notify import fail_job, notify
 from batch.services import Services
 from batch.split import model_and_name, upload_events
 from inferline import jobs
@@ -35,13 +35,7 @@ def handle_dead_letter(services: Services, body: str) -> int:
         job_id, chunk = str(message["job_id"]), message.get("chunk")
         job = jobs.get_job(services.jobs, job_id) or {}
         if chunk is not None and chunk in job.get("done_chunks", []):
-            # the chunk was predicted and counted: what kept failing came after, in putting
-            # the results together or in sending the email
-            reason = (
-                "every row was predicted, but the results file could not be put together "
-                "after several attempts; the job was stopped"
-            )
-            return int(fail_job(services, job_id, reason))
+            return _counted_chunk(services, job)
         where = f"chunk {chunk}" if chunk is not None else "a chunk"
         if "first_row" in message:
             where += f" (from row {message['first_row']})"
@@ -61,6 +55,22 @@ def handle_dead_letter(services: Services, body: str) -> int:
     if not failed and "Records" not in message:
         logger.error("dead letter is neither a chunk message nor an S3 event; dropped")
     return failed
+
+
+def _counted_chunk(services: Services, job: dict) -> int:
+    """A chunk that was predicted and counted, then kept failing after that: in finishing the
+    job (putting the results together, sending the email) or merely before it could return."""
+    if job["status"] == jobs.RUNNING and not jobs.is_complete(job):
+        logger.info("dead-lettered chunk was counted; the job's other chunks finish it", job_id=job["job_id"])
+        return 0
+    if job["status"] == jobs.RUNNING:  # every chunk counted: the results could not be assembled
+        reason = (
+            "every row was predicted, but the results file could not be put together "
+            "after several attempts; the job was stopped"
+        )
+        return int(fail_job(services, job["job_id"], reason))
+    notify(services, job)  # finished: its email may be what kept failing (raises: retried)
+    return 0
 
 
 def _job_of_upload(services: Services, key: str) -> str | None:

@@ -118,7 +118,8 @@ def split_upload(services: Services, key: str) -> dict[str, Any]:
         services.jobs, job_id, len(chunks), columns, source_etag=etag
     ):
         job = jobs.get_job(services.jobs, job_id) or job
-        if job["status"] != jobs.RUNNING:
+        if job["status"] != jobs.RUNNING or job.get("source_etag", etag) != etag:
+            # finished, or running on another version of the file: a later split won
             return {"job_id": job_id, "action": "skipped", "status": job["status"]}
     messages = [chunk_message(job_id, model, key, columns, c, etag) for c in chunks]
     send_chunk_messages(services.sqs, services.chunks_queue_url, messages)
@@ -159,23 +160,21 @@ def _refuse(services: Services, job_id: str, reason: str) -> dict[str, Any]:
 def plan_chunks(body, spec, max_rows: int, max_bytes: int) -> tuple[list[str], list[Chunk]]:
     """Stream the file once: its checked header and its chunks; BadFile says what is wrong."""
     blocks = _record_blocks(_blocks(body))
-    pending: list[tuple[int, int, bytes]] = []  # records read past the header, not yet planned
-    header = None
-    for ends, raw_of, _begin in blocks:
-        if ends:
-            header = (ends[0], raw_of(0))
-            pending = [(ends[i], ends[i + 1], raw_of(i + 1)) for i in range(len(ends) - 1)]
-            break
-    if header is None:
+    first = next((block for block in blocks if block[0]), None)  # where the first record ends
+    if first is None:
         raise BadFile("the file is empty")
-    header_end, header_raw = header
+    ends, raw_of, _ = first
+    header_end = ends[0]
     try:
-        columns = parse_header(header_raw)
+        columns = parse_header(raw_of(0))
     except ValueError as exc:
         raise BadFile(str(exc)) from None
     if not columns:
-        rest = (raw_of(i) for ends, raw_of, _ in blocks for i in range(len(ends)))
-        if all(not raw.strip() for raw in chain((r for _, _, r in pending), rest)):
+        rest = chain(
+            (raw_of(i) for i in range(1, len(ends))),
+            (raw(i) for more, raw, _ in blocks for i in range(len(more))),
+        )
+        if all(not raw.strip() for raw in rest):
             raise BadFile("the file is empty")
         raise BadFile("the first line is empty: the file needs a header row naming the columns")
     problems = header_problems(spec, columns)
@@ -190,10 +189,8 @@ def plan_chunks(body, spec, max_rows: int, max_bytes: int) -> tuple[list[str], l
         )
 
     plan = _Planner(header_end, max_rows, max_bytes)
-    for begin, stop, raw in pending:
-        plan.record(begin, stop, raw)
-    for ends, raw_of, begin in blocks:
-        i = 0
+    # the header's block from its second record on, then every other block
+    for ends, raw_of, begin, i in chain([(*first, 1)], ((*block, 0) for block in blocks)):
         while i < len(ends) and not plan.data_rows:  # blank lines decide nothing until a row
             plan.record(begin if i == 0 else ends[i - 1], ends[i], raw_of(i))
             i += 1

@@ -391,6 +391,31 @@ def test_a_model_server_error_is_retried_not_blamed_on_the_rows(batch):
     assert len(results) == 64 and errors == []
 
 
+def test_a_row_the_model_fails_on_is_an_error_and_the_rest_are_scored(batch):
+    """The model raising on one row is a 500 from the container (ModelError): that row alone
+    goes to errors.csv, as a refused one does, rather than failing every delivery of the chunk."""
+    from dataclasses import replace
+
+    class Fragile(FakeEndpoint):
+        def invoke_endpoint(self, **call):
+            if b"\n13.5,books" in call["Body"]:  # the row with price 13.5 breaks the model
+                self.calls.append(0)
+                error = {"Code": "ModelError", "Message": "Received server error (500) from primary"}
+                original = json.dumps({"error": "model_error", "message": "ValueError: boom"})
+                raise ClientError(
+                    {"Error": error, "OriginalStatusCode": 500, "OriginalMessage": original}, "InvokeEndpoint"
+                )
+            return super().invoke_endpoint(**call)
+
+    batch.services = replace(batch.services, runtime=Fragile())
+    rows = [good_row(i) for i in range(9)]
+    rows[3] = good_row(3, price=13.5)
+    job = batch.run((HEADER + "\n" + "\n".join(rows) + "\n").encode())
+    results, errors = check_accounting(batch, job, 9)
+    assert len(results) == 8 and errors[0]["row"] == "5"
+    assert errors[0]["reason"] == "the model refused the row: ValueError: boom"
+
+
 def csv_of(rows: int, start: int = 0) -> bytes:
     return (HEADER + "\n" + "\n".join(good_row(i) for i in range(start, start + rows)) + "\n").encode()
 
@@ -424,6 +449,26 @@ def test_a_second_upload_event_for_a_running_job_fails_it(batch):
     result = batch.split(key)  # the new version's event, while the first file's chunks run
     assert result["action"] == "failed" and batch.messages() == []
     assert jobs.get_job(batch.services.jobs, job_id)["status"] == jobs.FAILED
+
+
+def test_a_split_overtaken_by_the_split_of_a_newer_upload_sends_nothing(batch, monkeypatch):
+    """Two splits of one job at once (a redelivered event and the new version's): the one that
+    started the job running owns it; the other, planned on the older file, stands down."""
+    from batch import split as split_module
+
+    plan = split_module.plan_chunks
+    key = batch.upload(csv_of(30))
+    job_id = key.rsplit("/", 1)[-1].removesuffix(".csv")
+
+    def overtaken(*args, **kwargs):
+        planned = plan(*args, **kwargs)
+        assert jobs.start_running(batch.services.jobs, job_id, 1, planned[0], source_etag='"newer"')
+        return planned
+
+    monkeypatch.setattr(split_module, "plan_chunks", overtaken)
+    assert batch.split(key)["action"] == "skipped"
+    assert batch.messages() == []
+    assert jobs.get_job(batch.services.jobs, job_id)["status"] == jobs.RUNNING
 
 
 def test_a_direct_upload_replaced_starts_its_own_job_and_fails_the_old_one(batch):
@@ -615,6 +660,38 @@ def test_a_counted_chunk_dead_lettered_blames_the_assembly_not_the_rows(batch, m
     assert handle_dead_letter(batch.services, last) == 1
     job = jobs.get_job(batch.services.jobs, job_id)
     assert job["status"] == jobs.FAILED and job["failure_reason"].startswith("every row was predicted")
+
+
+def test_a_counted_chunk_dead_lettered_early_leaves_the_job_to_its_other_chunks(batch):
+    """Counted, then timed out before returning: its job is still running, and the other
+    chunks finish it."""
+    batch.with_chunks(rows=2)
+    job_id = batch.split(batch.upload(csv_of(4)))["job_id"]
+    first, last = batch.messages()
+    process_chunk(batch.services, first)
+    assert handle_dead_letter(batch.services, first) == 0
+    process_chunk(batch.services, last)
+    check_accounting(batch, jobs.get_job(batch.services.jobs, job_id), 4)
+    assert len(sent_mail()) == 1
+
+
+def test_a_dead_lettered_chunk_of_a_finished_job_retries_its_unsent_email(batch, monkeypatch):
+    import batch.notify as notify_module
+
+    job_id = batch.split(batch.upload(csv_of(3)))["job_id"]
+    (body,) = batch.messages()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("SES is down")
+
+    monkeypatch.setattr(notify_module, "send", broken)
+    with pytest.raises(RuntimeError):
+        process_chunk(batch.services, body)  # predicted, counted, assembled; the email fails
+    monkeypatch.undo()
+    assert jobs.get_job(batch.services.jobs, job_id)["status"] == jobs.SUCCEEDED
+    assert handle_dead_letter(batch.services, body) == 0
+    (mail,) = sent_mail()
+    assert "3 of 3 rows" in mail.subject
 
 
 def test_one_email_when_several_callers_end_a_job_at_once(batch, monkeypatch):

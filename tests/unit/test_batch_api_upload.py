@@ -37,6 +37,13 @@ def test_a_small_file_gets_one_presigned_put(batch):  # noqa: F811
         assert "email" not in job
 
 
+@pytest.mark.parametrize(
+    "name", ["ventes\u00a0mars.csv", "گزارش\u200cها.csv", "売上\u3000一月.csv", "👩\u200d💻.csv"]
+)
+def test_file_names_in_any_script_are_taken(batch, name):  # noqa: F811
+    assert submit(batch, file_name=name)["http"] == 201
+
+
 def test_a_large_file_gets_a_presigned_multipart_upload(batch):  # noqa: F811
     size = 4 * api.MIN_PART_SIZE + 1  # just over MULTIPART_THRESHOLD
     job = submit(batch, size=size)
@@ -69,6 +76,7 @@ def test_a_large_file_gets_a_presigned_multipart_upload(batch):  # noqa: F811
         ({"size": api.MAX_PARTS * api.MAX_PART_SIZE + 1}, "size"),
         ({"file_name": ""}, "file_name"),
         ({"file_name": "leads.csv\r\nBcc: someone@example.com"}, "file_name"),  # mail headers
+        ({"file_name": "leads\u2028.csv"}, "file_name"),
         ({"colour": "red"}, "email"),
     ],
 )
