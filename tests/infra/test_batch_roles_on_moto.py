@@ -1,0 +1,126 @@
+"""The chunk Lambda's S3 permissions, as synthesized, against what a chunk really does.
+
+moto does not check IAM unless told to, so a missing grant passes every other test and fails
+every job on AWS (it happened: assembly lists the job's parts and the role could not list the
+bucket). Here the chunk role's S3 statements from the template become an IAM user's policy in
+moto, IAM checking is switched on, and a job's chunks are processed with that user's keys, the
+last one assembling the outputs and sending the email. Other services are allowed: the
+statements under test are the S3 ones.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import boto3
+import pytest
+from infra_helpers import role_statements
+from moto.core.authorization import enable_iam_authentication
+
+from batch.chunk import process_chunk
+from batch.services import Services
+from batch.split import split_upload
+from inferline import jobs
+from inferline.resources import table_name, upload_key
+
+MODEL = "purchase-propensity"
+SENDER = "batch@example.com"
+CSV = (
+    "user_id,price,category,device,country,session_pages,hour_of_day,discount_pct,email\n"
+    + "".join(f"u{i},{i}.5,books,mobile,US,3,4,5,a{i}@example.com\n" for i in range(30))
+)
+
+
+class Endpoint:
+    """sagemaker-runtime's invoke_endpoint: one score per CSV row (IAM for it is not tested here)."""
+
+    def invoke_endpoint(self, EndpointName, ContentType, Accept, Body):
+        rows = Body.decode().count("\n") - 1
+        body = {"model": MODEL, "model_version": "1", "classes": [0, 1], "scores": [0.5] * rows}
+        return {"Body": io.BytesIO(json.dumps(body).encode())}
+
+
+def chunk_policy(synth, bucket: str, without: str | None = None) -> dict:
+    """The chunk role's S3 statements with this moto bucket's ARN in them (minus any statement
+    granting `without`), and everything that is not S3 allowed."""
+    data = f"<{synth.logical_id(synth.stack.storage.data)}.Arn>"
+    statements = []
+    for statement in role_statements(synth.template, synth.logical_id(synth.stack.batch.chunk.role)):
+        actions, resources = (
+            value if isinstance(value, list) else [value]
+            for value in (statement["Action"], statement["Resource"])
+        )
+        if not any(a.startswith("s3:") for a in actions) or without in actions:
+            continue
+        assert all(r.startswith(data) for r in resources), resources  # the data bucket only
+        bound = [r.replace(data, f"arn:aws:s3:::{bucket}") for r in resources]
+        statements.append(statement | {"Resource": bound})
+    statements.append({"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def chunk_services(aws, policy: dict, tmp_path) -> Services:
+    """Services for a chunk worker whose every call is signed with a user holding `policy`."""
+    iam = boto3.client("iam")
+    name = f"chunk-{len(iam.list_users()['Users'])}"
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="chunk", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    session = boto3.Session(
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+        region_name="us-east-1",
+    )
+    return Services(
+        s3=session.client("s3"),
+        bucket=aws.data_bucket,
+        jobs=session.resource("dynamodb").Table(table_name(aws.prefix, "jobs")),
+        ses=session.client("ses"),
+        email_sender=SENDER,
+        outbox_dir=str(tmp_path / "outbox"),
+        features=session.resource("dynamodb").Table(table_name(aws.prefix, "features")),
+        predictions=session.resource("dynamodb").Table(table_name(aws.prefix, "predictions")),
+        runtime=Endpoint(),
+        resource_prefix=aws.prefix,
+        link_expiry_seconds=3600,
+    )
+
+
+def split_job(aws, tmp_path) -> tuple[str, list[str]]:
+    """A job, uploaded and split with the test's own (unchecked) keys; its chunk messages."""
+    boto3.client("ses").verify_email_identity(EmailAddress=SENDER)
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName="chunks")["QueueUrl"]
+    table = boto3.resource("dynamodb").Table(table_name(aws.prefix, "jobs"))
+    job = jobs.create_job(table, MODEL, "owner@example.com")
+    key = upload_key(MODEL, job["job_id"])
+    aws.s3.put_object(Bucket=aws.data_bucket, Key=key, Body=CSV.encode())
+    splitter = Services(
+        s3=aws.s3, bucket=aws.data_bucket, jobs=table, sqs=sqs, chunks_queue_url=queue,
+        ses=boto3.client("ses"), email_sender=SENDER, outbox_dir=str(tmp_path / "outbox"),
+        chunk_max_rows=10,
+    )  # fmt: skip
+    split_upload(splitter, key)
+    bodies = [m["Body"] for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]]
+    return job["job_id"], bodies
+
+
+def test_the_chunk_role_may_do_all_a_chunk_does(synth, aws, tmp_path):
+    job_id, bodies = split_job(aws, tmp_path)
+    services = chunk_services(aws, chunk_policy(synth, aws.data_bucket), tmp_path)
+    with enable_iam_authentication():
+        for body in bodies:
+            process_chunk(services, body)
+    job = jobs.get_job(services.jobs, job_id)
+    assert (job["status"], job["rows_ok"], len(bodies)) == (jobs.SUCCEEDED, 30, 3)
+
+
+def test_without_listing_the_bucket_the_last_chunk_cannot_assemble(synth, aws, tmp_path):
+    """The test sees a missing grant: the one the review found missing, taken out again."""
+    job_id, bodies = split_job(aws, tmp_path)
+    services = chunk_services(aws, chunk_policy(synth, aws.data_bucket, without="s3:ListBucket"), tmp_path)
+    with enable_iam_authentication(), pytest.raises(Exception, match="AccessDenied"):
+        for body in bodies:
+            process_chunk(services, body)
+    assert jobs.get_job(services.jobs, job_id)["status"] == jobs.RUNNING
