@@ -19,6 +19,7 @@ from infra_helpers import role_statements
 from moto.core.authorization import enable_iam_authentication
 
 from batch.chunk import process_chunk
+from batch.dead_letter import handle_dead_letter
 from batch.services import Services
 from batch.split import split_upload
 from inferline import jobs
@@ -41,12 +42,12 @@ class Endpoint:
         return {"Body": io.BytesIO(json.dumps(body).encode())}
 
 
-def chunk_policy(synth, bucket: str, without: str | None = None) -> dict:
-    """The chunk role's S3 statements with this moto bucket's ARN in them (minus any statement
-    granting `without`), and everything that is not S3 allowed."""
+def role_policy(synth, role, bucket: str, without: str | None = None) -> dict:
+    """A role's S3 statements with this moto bucket's ARN in them (minus any statement granting
+    `without`), and everything that is not S3 allowed."""
     data = f"<{synth.logical_id(synth.stack.storage.data)}.Arn>"
     statements = []
-    for statement in role_statements(synth.template, synth.logical_id(synth.stack.batch.chunk.role)):
+    for statement in role_statements(synth.template, synth.logical_id(role)):
         actions, resources = (
             value if isinstance(value, list) else [value]
             for value in (statement["Action"], statement["Resource"])
@@ -60,12 +61,12 @@ def chunk_policy(synth, bucket: str, without: str | None = None) -> dict:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def chunk_services(aws, policy: dict, tmp_path) -> Services:
-    """Services for a chunk worker whose every call is signed with a user holding `policy`."""
+def services_as(aws, policy: dict, tmp_path, **extra) -> Services:
+    """Batch Services whose every call is signed with a user holding `policy`."""
     iam = boto3.client("iam")
-    name = f"chunk-{len(iam.list_users()['Users'])}"
+    name = f"role-{len(iam.list_users()['Users'])}"
     iam.create_user(UserName=name)
-    iam.put_user_policy(UserName=name, PolicyName="chunk", PolicyDocument=json.dumps(policy))
+    iam.put_user_policy(UserName=name, PolicyName="role", PolicyDocument=json.dumps(policy))
     key = iam.create_access_key(UserName=name)["AccessKey"]
     session = boto3.Session(
         aws_access_key_id=key["AccessKeyId"],
@@ -77,6 +78,7 @@ def chunk_services(aws, policy: dict, tmp_path) -> Services:
         bucket=aws.data_bucket,
         jobs=session.resource("dynamodb").Table(table_name(aws.prefix, "jobs")),
         ses=session.client("ses"),
+        sqs=session.client("sqs"),
         email_sender=SENDER,
         outbox_dir=str(tmp_path / "outbox"),
         features=session.resource("dynamodb").Table(table_name(aws.prefix, "features")),
@@ -84,31 +86,35 @@ def chunk_services(aws, policy: dict, tmp_path) -> Services:
         runtime=Endpoint(),
         resource_prefix=aws.prefix,
         link_expiry_seconds=3600,
+        **extra,
     )
 
 
-def split_job(aws, tmp_path) -> tuple[str, list[str]]:
-    """A job, uploaded and split with the test's own (unchecked) keys; its chunk messages."""
+def uploaded_job(aws, data: bytes = CSV.encode()) -> tuple[str, str, str]:
+    """A job and its upload, put with the test's own (unchecked) keys: (job id, key, queue)."""
     boto3.client("ses").verify_email_identity(EmailAddress=SENDER)
-    sqs = boto3.client("sqs")
-    queue = sqs.create_queue(QueueName="chunks")["QueueUrl"]
+    queue = boto3.client("sqs").create_queue(QueueName="chunks")["QueueUrl"]
     table = boto3.resource("dynamodb").Table(table_name(aws.prefix, "jobs"))
-    job = jobs.create_job(table, MODEL, "owner@example.com")
+    job = jobs.create_job(table, MODEL, "o@example.com")
     key = upload_key(MODEL, job["job_id"])
-    aws.s3.put_object(Bucket=aws.data_bucket, Key=key, Body=CSV.encode())
-    splitter = Services(
-        s3=aws.s3, bucket=aws.data_bucket, jobs=table, sqs=sqs, chunks_queue_url=queue,
-        ses=boto3.client("ses"), email_sender=SENDER, outbox_dir=str(tmp_path / "outbox"),
-        chunk_max_rows=10,
-    )  # fmt: skip
-    split_upload(splitter, key)
-    bodies = [m["Body"] for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]]
-    return job["job_id"], bodies
+    aws.s3.put_object(Bucket=aws.data_bucket, Key=key, Body=data)
+    return job["job_id"], key, queue
 
 
-def test_the_chunk_role_may_do_all_a_chunk_does(synth, aws, tmp_path):
-    job_id, bodies = split_job(aws, tmp_path)
-    services = chunk_services(aws, chunk_policy(synth, aws.data_bucket), tmp_path)
+def split_as(synth, aws, tmp_path, key: str, queue: str) -> list[str]:
+    """The upload split with the split role's S3 grants; its chunk messages."""
+    policy = role_policy(synth, synth.stack.batch.split.role, aws.data_bucket)
+    splitter = services_as(aws, policy, tmp_path, chunks_queue_url=queue, chunk_max_rows=10)
+    with enable_iam_authentication():
+        split_upload(splitter, key)
+    sqs = boto3.client("sqs")
+    return [m["Body"] for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]]
+
+
+def test_the_split_and_chunk_roles_may_do_all_a_job_needs(synth, aws, tmp_path):
+    job_id, key, queue = uploaded_job(aws)
+    bodies = split_as(synth, aws, tmp_path, key, queue)
+    services = services_as(aws, role_policy(synth, synth.stack.batch.chunk.role, aws.data_bucket), tmp_path)
     with enable_iam_authentication():
         for body in bodies:
             process_chunk(services, body)
@@ -117,10 +123,26 @@ def test_the_chunk_role_may_do_all_a_chunk_does(synth, aws, tmp_path):
 
 
 def test_without_listing_the_bucket_the_last_chunk_cannot_assemble(synth, aws, tmp_path):
-    """The test sees a missing grant: the one the review found missing, taken out again."""
-    job_id, bodies = split_job(aws, tmp_path)
-    services = chunk_services(aws, chunk_policy(synth, aws.data_bucket, without="s3:ListBucket"), tmp_path)
+    """The test sees a missing grant: the one a review found missing, taken out again."""
+    job_id, key, queue = uploaded_job(aws)
+    bodies = split_as(synth, aws, tmp_path, key, queue)
+    policy = role_policy(synth, synth.stack.batch.chunk.role, aws.data_bucket, without="s3:ListBucket")
+    services = services_as(aws, policy, tmp_path)
     with enable_iam_authentication(), pytest.raises(Exception, match="AccessDenied"):
         for body in bodies:
             process_chunk(services, body)
     assert jobs.get_job(services.jobs, job_id)["status"] == jobs.RUNNING
+
+
+def test_the_dead_letter_role_may_fail_a_direct_upload_it_never_split(synth, aws, tmp_path):
+    """A direct upload whose split kept failing: the dead-letter Lambda reads the object's
+    metadata for the address, creates the job and fails it, with an email."""
+    boto3.client("ses").verify_email_identity(EmailAddress=SENDER)
+    key = f"uploads/{MODEL}/direct.csv"
+    aws.s3.put_object(Bucket=aws.data_bucket, Key=key, Body=b"x", Metadata={"email": "o@example.com"})
+    event = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": aws.data_bucket},
+                                                                   "object": {"key": key}}}]}  # fmt: skip
+    policy = role_policy(synth, synth.stack.batch.dead_letter.role, aws.data_bucket)
+    services = services_as(aws, policy, tmp_path)
+    with enable_iam_authentication():
+        assert handle_dead_letter(services, json.dumps(event)) == 1
