@@ -1,11 +1,12 @@
-"""The chunk Lambda's S3 permissions, as synthesized, against what a chunk really does.
+"""The batch Lambdas' S3 permissions, as synthesized, against what the Lambdas really do.
 
 moto does not check IAM unless told to, so a missing grant passes every other test and fails
 every job on AWS (it happened: assembly lists the job's parts and the role could not list the
-bucket). Here the chunk role's S3 statements from the template become an IAM user's policy in
-moto, IAM checking is switched on, and a job's chunks are processed with that user's keys, the
-last one assembling the outputs and sending the email. Other services are allowed: the
-statements under test are the S3 ones.
+bucket). Here a role's S3 statements from the template become an IAM user's policy in moto,
+IAM checking is switched on, and the role's work runs with that user's keys: the split, every
+chunk (the last one assembling the outputs and sending the email), a dead letter. Only S3 is
+checked: moto matches the resources of S3 statements only (a DynamoDB statement naming its
+table is refused whatever it grants), so other services are allowed here.
 """
 
 from __future__ import annotations
