@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
+
+import boto3
 
 
 def resolve(value: Any) -> Any:
@@ -50,3 +53,36 @@ def actions_on(statements: list[dict], prefix: str) -> dict[str, set[str]]:
                 if action.startswith(prefix):
                     found.setdefault(resource, set()).add(action)
     return found
+
+
+# -- IAM checked on moto (moto matches the resources of S3 statements only) --------------------
+
+
+def s3_policy(template: dict[str, Any], role_logical_id: str, buckets: dict[str, str], without=None) -> dict:
+    """A role's S3 statements with moto's buckets in them (`buckets`: {"<LogicalId.Arn>": name}),
+    minus any statement granting `without`, and every other service allowed."""
+    statements = []
+    for statement in role_statements(template, role_logical_id):
+        actions, resources = (
+            value if isinstance(value, list) else [value]
+            for value in (statement["Action"], statement["Resource"])
+        )
+        if not any(a.startswith("s3:") for a in actions) or without in actions:
+            continue
+        bound = []
+        for resource in resources:
+            (token,) = [t for t in buckets if resource.startswith(t)]  # this stack's buckets only
+            bound.append(resource.replace(token, f"arn:aws:s3:::{buckets[token]}"))
+        statements.append(statement | {"Resource": bound})
+    statements.append({"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def iam_user_keys(policy: dict) -> dict[str, str]:
+    """A new moto IAM user holding `policy`: its access key id and secret."""
+    iam = boto3.client("iam")
+    name = f"role-{len(iam.list_users()['Users'])}"
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="role", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}

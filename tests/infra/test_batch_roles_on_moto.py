@@ -16,7 +16,7 @@ import json
 
 import boto3
 import pytest
-from infra_helpers import role_statements
+from infra_helpers import iam_user_keys, s3_policy
 from moto.core.authorization import enable_iam_authentication
 
 from batch.chunk import process_chunk
@@ -44,36 +44,13 @@ class Endpoint:
 
 
 def role_policy(synth, role, bucket: str, without: str | None = None) -> dict:
-    """A role's S3 statements with this moto bucket's ARN in them (minus any statement granting
-    `without`), and everything that is not S3 allowed."""
     data = f"<{synth.logical_id(synth.stack.storage.data)}.Arn>"
-    statements = []
-    for statement in role_statements(synth.template, synth.logical_id(role)):
-        actions, resources = (
-            value if isinstance(value, list) else [value]
-            for value in (statement["Action"], statement["Resource"])
-        )
-        if not any(a.startswith("s3:") for a in actions) or without in actions:
-            continue
-        assert all(r.startswith(data) for r in resources), resources  # the data bucket only
-        bound = [r.replace(data, f"arn:aws:s3:::{bucket}") for r in resources]
-        statements.append(statement | {"Resource": bound})
-    statements.append({"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"})
-    return {"Version": "2012-10-17", "Statement": statements}
+    return s3_policy(synth.template, synth.logical_id(role), {data: bucket}, without)
 
 
 def services_as(aws, policy: dict, tmp_path, **extra) -> Services:
     """Batch Services whose every call is signed with a user holding `policy`."""
-    iam = boto3.client("iam")
-    name = f"role-{len(iam.list_users()['Users'])}"
-    iam.create_user(UserName=name)
-    iam.put_user_policy(UserName=name, PolicyName="role", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName=name)["AccessKey"]
-    session = boto3.Session(
-        aws_access_key_id=key["AccessKeyId"],
-        aws_secret_access_key=key["SecretAccessKey"],
-        region_name="us-east-1",
-    )
+    session = boto3.Session(**iam_user_keys(policy), region_name="us-east-1")
     return Services(
         s3=session.client("s3"),
         bucket=aws.data_bucket,
