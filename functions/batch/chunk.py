@@ -500,7 +500,7 @@ def _refused_by_model(exc: ClientError) -> bool:
     about the server, not the rows, and the delivery is retried instead."""
     if exc.response["Error"].get("Code") != "ModelError":
         return False
-    status = exc.response.get("OriginalStatusCode", exc.response["Error"].get("OriginalStatusCode"))
+    status = exc.response.get("OriginalStatusCode")  # where botocore puts the container's status
     try:
         return 400 <= int(status) <= 500
     except (TypeError, ValueError):

@@ -58,6 +58,20 @@ def good_row(i: int, price: float | None = None) -> str:
     return f"u{i % 5},{price},books,mobile,US,{1 + i % 9},{i % 24},5,user{i}@example.com"
 
 
+def model_error(status: int, error: str, message: str) -> ClientError:
+    """SageMaker's ModelError for a container answer of `status`, as botocore parses it: the
+    container's status and body beside "Error"."""
+    side = "client" if status < 500 else "server"
+    return ClientError(
+        {
+            "Error": {"Code": "ModelError", "Message": f"Received {side} error ({status}) from primary"},
+            "OriginalStatusCode": status,
+            "OriginalMessage": json.dumps({"error": error, "message": message}),
+        },
+        "InvokeEndpoint",
+    )
+
+
 class FakeEndpoint:
     """sagemaker-runtime's invoke_endpoint: score = price / 100 (capped), checks the payload
     (CSV with a header naming the model inputs, as the serving container reads it, or JSON)."""
@@ -78,12 +92,7 @@ class FakeEndpoint:
         assert all("email" not in r and "user_id" not in r for r in instances)
         self.calls.append(len(instances))
         if any(r["price"] == REFUSED_PRICE for r in instances):
-            # as botocore parses SageMaker's ModelError: the container's answer beside "Error"
-            error = {"Code": "ModelError", "Message": "Received client error (400)"}
-            original = json.dumps({"error": "x", "message": "price is cursed"})
-            raise ClientError(
-                {"Error": error, "OriginalStatusCode": 400, "OriginalMessage": original}, "InvokeEndpoint"
-            )
+            raise model_error(400, "x", "price is cursed")
         body = {
             "model": MODEL,
             "model_version": "v7",
@@ -369,11 +378,7 @@ def test_a_model_server_error_is_retried_not_blamed_on_the_rows(batch):
         def invoke_endpoint(self, **call):
             if not self.ready:
                 self.calls.append(0)
-                error = {"Code": "ModelError", "Message": "Received server error (503) from primary"}
-                original = json.dumps({"error": "model_not_ready", "message": "retry shortly"})
-                raise ClientError(
-                    {"Error": error, "OriginalStatusCode": 503, "OriginalMessage": original}, "InvokeEndpoint"
-                )
+                raise model_error(503, "model_not_ready", "retry shortly")
             return super().invoke_endpoint(**call)
 
     endpoint = Unready()
@@ -400,11 +405,7 @@ def test_a_row_the_model_fails_on_is_an_error_and_the_rest_are_scored(batch):
         def invoke_endpoint(self, **call):
             if b"\n13.5,books" in call["Body"]:  # the row with price 13.5 breaks the model
                 self.calls.append(0)
-                error = {"Code": "ModelError", "Message": "Received server error (500) from primary"}
-                original = json.dumps({"error": "model_error", "message": "ValueError: boom"})
-                raise ClientError(
-                    {"Error": error, "OriginalStatusCode": 500, "OriginalMessage": original}, "InvokeEndpoint"
-                )
+                raise model_error(500, "model_error", "ValueError: boom")
             return super().invoke_endpoint(**call)
 
     batch.services = replace(batch.services, runtime=Fragile())
