@@ -1,9 +1,12 @@
 """Ground truth: the actual outcome of a prediction, stored beside its log record.
 
 The join is by prediction_id: the actual is written onto the prediction's DynamoDB item and
-as one S3 object per prediction under ground-truth/ (partitioned by the prediction's model
-and date). Each item of a feedback request gets its own status; one unknown id never fails
-the others, and repeating a request changes nothing.
+as a line of one JSON Lines object per request and model under ground-truth/ (partitioned by
+the date it arrived), so monitoring and retraining read a window of ground truth in a few
+large reads. Each item of a feedback request gets its own status; one unknown id never fails
+the others, and repeating a request changes nothing (an unchanged actual is not written).
+A correction is a newer line for the same id: readers keep each id's newest recorded_at
+(latest_actuals).
 
 Batch predictions have no item of their own: their id names (job, chunk, row), and the
 chunk's index item says whether that row was predicted, by which version, when. Their first
@@ -14,7 +17,8 @@ feedback on the same id reads like feedback on an online prediction.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +60,7 @@ def record_feedback(
     now = now or datetime.now(UTC)
     predictions = _get_predictions(table, [i["prediction_id"] for i in items])
     results = []
+    changed: list[tuple[dict, Any]] = []  # (prediction, actual), in request order
     for item in items:
         pid, actual = item["prediction_id"], item["actual"]
         prediction = predictions.get(pid)
@@ -77,18 +82,16 @@ def record_feedback(
         if previous is not None and str(previous) == str(value):
             results.append({"prediction_id": pid, "status": UNCHANGED, "actual": value})
             continue
-        _store(table, s3, bucket, prediction, value, now)
+        changed.append((dict(prediction), value))
         status = RECORDED if previous is None else UPDATED
         prediction["actual"] = value  # a later item with the same id sees this one
         results.append({"prediction_id": pid, "status": status, "actual": value})
+    _store(table, s3, bucket, changed, now)
     return results
 
 
-def _store(table, s3, bucket: str, prediction: dict, actual: Any, now: datetime) -> None:
-    # S3 first: if the DynamoDB update then fails, a retry finds no actual on the item and
-    # rewrites the same S3 key, so nothing is lost and nothing is duplicated.
-    predicted_at = datetime.fromisoformat(prediction["created_at"])
-    record = {
+def ground_truth_line(prediction: dict, actual: Any, now: datetime) -> dict[str, Any]:
+    return {
         "prediction_id": prediction["prediction_id"],
         "model": prediction["model"],
         "model_version": prediction.get("model_version"),
@@ -96,12 +99,28 @@ def _store(table, s3, bucket: str, prediction: dict, actual: Any, now: datetime)
         "actual": actual,
         "recorded_at": now.isoformat(),
     }
-    s3.put_object(
-        Bucket=bucket,
-        Key=ground_truth_key(prediction["model"], predicted_at, prediction["prediction_id"]),
-        Body=json.dumps(record).encode(),
-        ContentType="application/json",
-    )
+
+
+def _store(table, s3, bucket: str, changed: list[tuple[dict, Any]], now: datetime) -> None:
+    """S3 first, one object per model: if a DynamoDB update then fails, a retry finds no new
+    actual on that item and writes its line again (readers keep one line per id), so nothing
+    is lost."""
+    by_model: dict[str, list[str]] = {}
+    for prediction, actual in changed:
+        line = json.dumps(ground_truth_line(prediction, actual, now), separators=(",", ":"))
+        by_model.setdefault(prediction["model"], []).append(line + "\n")
+    for model, lines in by_model.items():
+        s3.put_object(
+            Bucket=bucket,
+            Key=ground_truth_key(model, now, uuid.uuid4().hex),
+            Body="".join(lines).encode(),
+            ContentType="application/x-ndjson",
+        )
+    for prediction, actual in changed:
+        _update_item(table, prediction, actual, now)
+
+
+def _update_item(table, prediction: dict, actual: Any, now: datetime) -> None:
     if prediction.get(_FROM_INDEX):
         # a batch prediction's first feedback: its item is created, expiring with its log
         table.update_item(
@@ -173,3 +192,14 @@ def _batch_get(table, keys: list[str], projection: tuple[str, ...]) -> dict[str,
         else:
             raise RuntimeError("DynamoDB left keys unprocessed after retries")
     return found
+
+
+def latest_actuals(lines: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each prediction's newest ground-truth line (by recorded_at; a tie keeps the later line)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for line in lines:
+        pid = line.get("prediction_id")
+        seen = latest.get(pid)
+        if seen is None or str(line.get("recorded_at", "")) >= str(seen.get("recorded_at", "")):
+            latest[pid] = line
+    return latest

@@ -99,10 +99,18 @@ def batch_output_key(model: str, job_id: str, kind: str) -> str:
     return f"results/{model}/{job_id}/{kind}.csv"
 
 
-def ground_truth_key(model: str, predicted_at: datetime, prediction_id: str) -> str:
-    """One object per prediction id, partitioned by the prediction's date (not the feedback's),
-    so repeated feedback overwrites the same object instead of duplicating it."""
-    return f"ground-truth/model={model}/dt={predicted_at:%Y-%m-%d}/{prediction_id}.json"
+def ground_truth_key(model: str, recorded_at: datetime, batch_id: str) -> str:
+    """One JSON Lines object per feedback request and model (one line per actual recorded or
+    changed), partitioned by the date it arrived, as SageMaker Model Monitor lays ground truth
+    out: monitoring and retraining read a window of it in a few large reads. A correction is
+    a later line for the same prediction_id; readers keep each id's newest recorded_at."""
+    return f"ground-truth/model={model}/dt={recorded_at:%Y-%m-%d}/{batch_id}.jsonl"
+
+
+def refusal_log_key(model: str, at: datetime, request_id: str) -> str:
+    """Requests (and batch rows) refused for invalid input: one JSON Lines object per refused
+    request or chunk, naming each field and problem but never a value, for monitoring."""
+    return f"refusals/model={model}/dt={at:%Y-%m-%d}/{request_id}.jsonl"
 
 
 # -- retraining: the registry, the workflow, and the S3 layout of datasets and models -------
@@ -141,3 +149,34 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     """("bucket", "key/or/prefix") of "s3://bucket/key/or/prefix"."""
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     return bucket, key
+
+
+# -- monitoring: runs, their reports, baselines and the retraining trigger (data bucket) ------
+
+
+def monitor_state_machine_name(prefix: str) -> str:
+    return f"{prefix}-monitor"
+
+
+def monitoring_run_prefix(model: str, run_id: str) -> str:
+    """One monitoring run's result.json, summary.json and report.html."""
+    return f"monitoring/{model}/runs/{run_id}/"
+
+
+def monitoring_runs_prefix(model: str) -> str:
+    return f"monitoring/{model}/runs/"
+
+
+def monitoring_latest_prefix(model: str) -> str:
+    """Copies of the newest run's result.json and report.html: the alarms link here."""
+    return f"monitoring/{model}/latest/"
+
+
+def monitoring_baseline_key(model: str, version: str) -> str:
+    """The baseline computed for a version trained before versions carried one."""
+    return f"monitoring/{model}/baselines/{version}.json"
+
+
+def retrain_trigger_key(model: str) -> str:
+    """The last retraining a monitoring alarm started: the cool-down reads it."""
+    return f"monitoring/{model}/retrain-trigger.json"

@@ -144,6 +144,50 @@ class LoggingSpec(_Strict):
     prediction_ttl_days: int = Field(default=90, ge=1, le=3650)
 
 
+class MonitoringAlarmsSpec(_Strict):
+    """The thresholds of the monitoring alarms (inferline.monitoring.ALARMS names each one's
+    metric); a run whose figure reaches a threshold is in alarm."""
+
+    # drift: model inputs that drifted (significant and at least drift_min_psi), and the
+    # score or predicted label drifting
+    drifted_features: int = Field(default=1, ge=1)
+    prediction_drift: int = Field(default=1, ge=1)
+    # quality: the live metric (with ground truth) or its estimate (CBPE, from the scores)
+    # below the version's reference metric by this much (above, for log_loss)
+    metric_drop: float = Field(default=0.05, gt=0)
+    estimated_metric_drop: float = Field(default=0.05, gt=0)
+    # data quality: the worst input's share of missing, unknown or out-of-range values, the
+    # share of predictions whose entity had no stored features (defaults used), the share of
+    # requests refused, and any score that is not a finite number
+    missing_share: float = Field(default=0.05, gt=0, le=1)
+    unknown_category_share: float = Field(default=0.02, gt=0, le=1)
+    out_of_range_share: float = Field(default=0.05, gt=0, le=1)
+    default_features_share: float = Field(default=0.25, gt=0, le=1)
+    refused_share: float = Field(default=0.05, gt=0, le=1)
+    nonfinite_scores: int = Field(default=1, ge=1)
+
+
+class MonitoringSpec(_Strict):
+    """How the model is watched in production between retrains (docs/monitoring.md)."""
+
+    # The window a run looks back over, ending when it starts (or at --until).
+    window_hours: int = Field(default=24, ge=1, le=24 * 90)
+    # Fewer predictions of the serving version in the window: drift and data quality are
+    # reported but not judged (no alarm); fewer labeled ones: the live metric likewise.
+    min_rows: int = Field(default=500, ge=10)
+    min_labeled_rows: int = Field(default=200, ge=10)
+    # The drift tests' family-wise false-alarm rate: each of the k tests (every model input,
+    # the score and the predicted label) is judged at drift_p_value / k (Bonferroni).
+    drift_p_value: float = Field(default=0.05, gt=0, lt=1)
+    # A shift smaller than this PSI is not drift, however significant (large windows make
+    # negligible shifts significant).
+    drift_min_psi: float = Field(default=0.02, ge=0)
+    alarms: MonitoringAlarmsSpec = MonitoringAlarmsSpec()
+    # A drift or quality alarm starts the retraining workflow, at most once per cool-down.
+    retrain_on_alarm: bool = True
+    retrain_cooldown_hours: int = Field(default=72, ge=1, le=24 * 365)
+
+
 class ModelSpec(_Strict):
     """Everything inferline knows about one model, read from its YAML spec."""
 
@@ -161,6 +205,7 @@ class ModelSpec(_Strict):
     evaluation: EvaluationSpec
     retraining: RetrainingSpec = RetrainingSpec()
     logging: LoggingSpec = LoggingSpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
 
     @model_validator(mode="before")
     @classmethod

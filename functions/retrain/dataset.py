@@ -1,9 +1,9 @@
 """BuildDataset: production predictions joined with their ground truth, plus the base training
 set, checked against the spec and split by time into train and holdout CSVs with a manifest.
 
-The join is by prediction_id: ground truth objects (ground-truth/model=<m>/dt=<d>/<id>.json)
-against the prediction log's JSON Lines (predictions/model=<m>/dt=<d>/*.jsonl), both
-partitioned by the prediction's date, over the spec's window. Each joined row is checked with
+The join is by prediction_id: ground truth (ground-truth/model=<m>/dt=<d>/*.jsonl, partitioned
+by the date it arrived, newest line per id) against the prediction log's JSON Lines
+(predictions/model=<m>/dt=<d>/*.jsonl, by the prediction's date), over the spec's window. Each joined row is checked with
 the online path's field rules; a row that fails is counted by reason, never silently kept.
 Too few labeled rows, or a class below its share, is a skip with the reason, not a failure.
 The holdout is the newest share of the labeled production rows: both models are judged on
@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from inferline.csv_rows import parse_cell
+from inferline.ground_truth import latest_actuals
 from inferline.resources import base_training_key, retrain_run_prefix
 from inferline.spec import ModelSpec
 from inferline.validation import check_value
@@ -215,14 +216,17 @@ def _keys(s3, bucket: str, prefix: str, since: datetime, until: datetime):
 def _ground_truth(
     s3, bucket: str, spec: ModelSpec, since: datetime, until: datetime, data: Dataset
 ) -> dict[str, Any]:
-    """Every actual in the window: one small object per prediction, read in parallel."""
+    """Every actual that arrived in the window (a prediction's ground truth arrives after it),
+    the newest per prediction id; one JSON Lines object per feedback request, read in parallel."""
 
-    def read(key: str) -> dict[str, Any]:
-        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    def read(key: str) -> list[dict[str, Any]]:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return [json.loads(line) for line in body.splitlines() if line.strip()]
 
     keys = list(_keys(s3, bucket, f"ground-truth/model={spec.name}/", since, until))
     with ThreadPoolExecutor(READERS) as pool:
-        actuals = {record["prediction_id"]: record["actual"] for record in pool.map(read, keys)}
+        lines = (line for lines in pool.map(read, keys) for line in lines)
+        actuals = {pid: line["actual"] for pid, line in latest_actuals(lines).items()}
     data.counts["ground_truth_in_window"] = len(actuals)
     return actuals
 

@@ -72,4 +72,4 @@ def test_the_online_roles_may_do_all_a_prediction_and_its_feedback_need(as_role,
             assert json.loads(reply["body"])["results"][0]["status"] == status, reply
     logged = aws.s3.list_objects_v2(Bucket=aws.data_bucket, Prefix="predictions/")["KeyCount"]
     truth = aws.s3.list_objects_v2(Bucket=aws.data_bucket, Prefix="ground-truth/")["KeyCount"]
-    assert (logged, truth) == (1, 1)
+    assert (logged, truth) == (1, 2)  # one ground-truth object per feedback request

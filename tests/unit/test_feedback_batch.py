@@ -20,7 +20,7 @@ from inferline.prediction_log import (
     prediction_record,
     write_prediction_log,
 )
-from inferline.resources import ground_truth_key
+from inferline.ground_truth import latest_actuals
 from inferline.spec import load_spec
 
 
@@ -32,9 +32,15 @@ def send(batch, items: list[dict]) -> list[dict]:  # noqa: F811
     return json.loads(reply["body"])["results"]
 
 
-def ground_truth(batch, job: dict, pid: str) -> dict:  # noqa: F811
-    key = ground_truth_key(MODEL, jobs.started_at(job), pid)
-    return json.loads(batch.aws.s3.get_object(Bucket=batch.aws.data_bucket, Key=key)["Body"].read())
+def ground_truth(batch, pid: str) -> dict:  # noqa: F811
+    """The newest ground-truth line for `pid`, as monitoring and retraining read it."""
+    s3, bucket = batch.aws.s3, batch.aws.data_bucket
+    lines = [
+        json.loads(line)
+        for obj in s3.list_objects_v2(Bucket=bucket, Prefix=f"ground-truth/model={MODEL}/")["Contents"]
+        for line in s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().splitlines()
+    ]
+    return latest_actuals(lines)[pid]
 
 
 @pytest.fixture
@@ -56,10 +62,10 @@ def test_feedback_on_a_batch_prediction_is_recorded_beside_its_log(batch, job): 
         batch, [{"prediction_id": first, "actual": "purchase"}, {"prediction_id": later, "actual": 0}]
     )
     assert [r["status"] for r in statuses] == ["recorded", "recorded"]
-    truth = ground_truth(batch, job, first)
+    truth = ground_truth(batch, first)
     assert truth["prediction_id"] == first and truth["actual"] == 1 and truth["model"] == MODEL
     assert truth["model_version"] == "v7" and truth["predicted_at"] == job["started_at"]
-    # the same join key and date partition as the prediction's log line
+    # the same join key as the prediction's log line
     item = batch.aws.predictions.get_item(Key={"prediction_id": first})["Item"]
     assert item["actual"] == 1 and item["source"] == "batch" and item["model_version"] == "v7"
     assert int(item["expires_at"]) > datetime.now(UTC).timestamp()
@@ -67,7 +73,7 @@ def test_feedback_on_a_batch_prediction_is_recorded_beside_its_log(batch, job): 
     # again: like feedback on an online prediction, nothing changes unless the actual does
     statuses = send(batch, [{"prediction_id": first, "actual": 1}, {"prediction_id": later, "actual": 1}])
     assert [r["status"] for r in statuses] == ["unchanged", "updated"]
-    assert ground_truth(batch, job, later)["actual"] == 1
+    assert ground_truth(batch, later)["actual"] == 1
 
 
 def test_batch_looking_ids_that_name_no_prediction_are_unknown(batch, job):  # noqa: F811
@@ -123,14 +129,10 @@ def test_online_and_batch_ids_in_one_request(batch, job):  # noqa: F811
         "updated",
         "invalid_actual",
     ]
-    online_truth = ground_truth_key(MODEL, now, online["prediction_id"])
-    assert (
-        json.loads(batch.aws.s3.get_object(Bucket=batch.aws.data_bucket, Key=online_truth)["Body"].read())[
-            "actual"
-        ]
-        == 1
-    )
-    assert ground_truth(batch, job, pid)["actual"] == 1
+    assert ground_truth(batch, online["prediction_id"])["actual"] == 1
+    assert ground_truth(batch, pid)["actual"] == 1  # the later item's line wins
+    objects = batch.aws.s3.list_objects_v2(Bucket=batch.aws.data_bucket, Prefix="ground-truth/")
+    assert objects["KeyCount"] == 1, "one object per feedback request and model"
 
 
 def test_batch_prediction_ids_decode_to_job_chunk_and_row():

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from inferline.features import load_features_csv
+from inferline.ground_truth import latest_actuals
 from inferline.spec import load_spec
 from local_runtime.gateway import api_gateway_event
 from local_runtime.online_workflow import context_for
@@ -168,8 +169,9 @@ def test_feedback_joins_by_prediction_id_and_is_idempotent(handlers, aws):
         "invalid_actual",
     ]
     assert aws.predictions.get_item(Key={"prediction_id": ids[0]})["Item"]["actual"] == 1
-    truth = aws.s3.list_objects_v2(Bucket=aws.data_bucket, Prefix="ground-truth/")["Contents"]
-    assert sorted(o["Key"].rsplit("/", 1)[1] for o in truth) == sorted(f"{i}.json" for i in ids)
+    (truth,) = aws.s3.list_objects_v2(Bucket=aws.data_bucket, Prefix="ground-truth/")["Contents"]
+    lines = aws.s3.get_object(Bucket=aws.data_bucket, Key=truth["Key"])["Body"].read().splitlines()
+    assert [json.loads(line)["prediction_id"] for line in lines] == ids[:2]  # one line per recorded item
 
     again = json.loads(feedback(feedback_event(items[:2]), context_for("feedback"))["body"])
     assert [r["status"] for r in again["results"]] == ["unchanged", "unchanged"]
@@ -177,7 +179,14 @@ def test_feedback_joins_by_prediction_id_and_is_idempotent(handlers, aws):
         feedback(feedback_event([{"prediction_id": ids[1], "actual": 1}]), context_for("feedback"))["body"]
     )
     assert corrected["results"][0]["status"] == "updated"
-    assert len(aws.s3.list_objects_v2(Bucket=aws.data_bucket, Prefix="ground-truth/")["Contents"]) == 2
+    objects = aws.s3.list_objects_v2(Bucket=aws.data_bucket, Prefix="ground-truth/")["Contents"]
+    assert len(objects) == 2, "the repeat wrote nothing; the correction one object"
+    lines = [
+        json.loads(line)
+        for o in objects
+        for line in aws.s3.get_object(Bucket=aws.data_bucket, Key=o["Key"])["Body"].read().splitlines()
+    ]
+    assert latest_actuals(lines)[ids[1]]["actual"] == 1
 
 
 @pytest.mark.parametrize(

@@ -149,7 +149,7 @@ def log_production(svc, rows: int, drift: float = 1.0, seed: int = 11, labeled: 
     for first in range(0, rows, 50):
         at = start + timedelta(minutes=first // 50)
         part = frame.iloc[first : first + 50]
-        records = []
+        records, truths = [], []
         for i, row in part.iterrows():
             pid = f"p{seed}-{i:06d}"
             records.append(
@@ -168,9 +168,12 @@ def log_production(svc, rows: int, drift: float = 1.0, seed: int = 11, labeled: 
                 )  # fmt: skip
             )
             if i < rows * labeled:
-                truth = {"prediction_id": pid, "model": MODEL, "actual": int(row["purchased"])}
-                key = ground_truth_key(MODEL, at, pid)
-                svc.s3.put_object(Bucket=svc.data_bucket, Key=key, Body=json.dumps(truth).encode())
+                truths.append({"prediction_id": pid, "model": MODEL, "actual": int(row["purchased"]),
+                               "predicted_at": at.isoformat(), "recorded_at": at.isoformat()})
+        if truths:  # one feedback request per logged request
+            key = ground_truth_key(MODEL, at, f"f{seed}-{first}")
+            body = "".join(json.dumps(t) + "\n" for t in truths)
+            svc.s3.put_object(Bucket=svc.data_bucket, Key=key, Body=body.encode())
         body = "".join(json.dumps(r, default=_jsonable) + "\n" for r in records)
         key = prediction_log_key(MODEL, at, f"r{seed}-{first}")
         svc.s3.put_object(Bucket=svc.data_bucket, Key=key, Body=body.encode())
@@ -248,8 +251,8 @@ def test_dataset_only_reads_the_window_and_drops_rows_that_fail_validation(platf
     )
     platform.s3.put_object(
         Bucket=platform.data_bucket,
-        Key=ground_truth_key(MODEL, NOW, "bad-1"),
-        Body=json.dumps({"prediction_id": "bad-1", "actual": 1}).encode(),
+        Key=ground_truth_key(MODEL, NOW, "fb-1"),
+        Body=json.dumps({"prediction_id": "bad-1", "actual": 1, "recorded_at": NOW.isoformat()}).encode(),
     )
     built = dataset.build_dataset(
         platform.s3, spec=SMALL, data_bucket=platform.data_bucket, run_id="r", now=NOW
@@ -262,9 +265,10 @@ def test_dataset_only_reads_the_window_and_drops_rows_that_fail_validation(platf
 def test_dataset_refuses_a_lopsided_label_balance(platform):
     frame = log_production(platform, 400)
     for key in platform.s3.list_objects_v2(Bucket=platform.data_bucket, Prefix="ground-truth/")["Contents"]:
-        body = json.loads(platform.s3.get_object(Bucket=platform.data_bucket, Key=key["Key"])["Body"].read())
-        body["actual"] = 0  # nobody ever buys
-        platform.s3.put_object(Bucket=platform.data_bucket, Key=key["Key"], Body=json.dumps(body).encode())
+        body = platform.s3.get_object(Bucket=platform.data_bucket, Key=key["Key"])["Body"].read()
+        lines = [json.loads(line) | {"actual": 0} for line in body.splitlines()]  # nobody ever buys
+        text = "".join(json.dumps(line) + "\n" for line in lines)
+        platform.s3.put_object(Bucket=platform.data_bucket, Key=key["Key"], Body=text.encode())
     built = dataset.build_dataset(
         platform.s3, spec=SMALL, data_bucket=platform.data_bucket, run_id="r", now=NOW
     )
