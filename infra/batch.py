@@ -40,11 +40,12 @@ from inferline.resources import ENV_VARS, QUEUES, UPLOADS_PREFIX, queue_name
 from infra.config import EMAIL_PATTERN, Config
 from infra.lambda_code import LambdaFunctions
 from infra.nag import acknowledge, arn_of
-from infra.online_api import PREDICTIONS_PREFIX
+from infra.online_api import PREDICTIONS_PREFIX, REFUSALS_PREFIX
 from infra.serving import Serving
 from infra.storage import BATCH_PARTS_PREFIX, RESULTS_PREFIX, Storage
 
 PREDICTION_LOG_PREFIX = PREDICTIONS_PREFIX.removesuffix("*")  # "predictions/"
+REFUSAL_LOG_PREFIX = REFUSALS_PREFIX.removesuffix("*")  # "refusals/"
 UPLOADS_QUEUE, CHUNKS_QUEUE = QUEUES  # "batch-uploads", "batch-chunks"
 
 # Function names and Powertools services ("<prefix>-<name>"; metrics carry the service).
@@ -85,6 +86,7 @@ PREFIX_REASONS = {
     BATCH_PARTS_PREFIX: "one partial output per chunk, named by job and chunk.",
     RESULTS_PREFIX: "each job's results.csv and errors.csv, and their presigned links.",
     PREDICTION_LOG_PREFIX: "the prediction log, one object per chunk.",
+    REFUSAL_LOG_PREFIX: "the refusal log, one object per chunk with refused rows.",
 }
 
 
@@ -259,6 +261,7 @@ class Batch(Construct):
         # GetObject on results/: the presigned links are signed with this role
         self._objects(self.chunk, RESULTS_PREFIX, "s3:GetObject", "s3:PutObject", *MULTIPART)
         self._objects(self.chunk, PREDICTION_LOG_PREFIX, "s3:PutObject", "s3:AbortMultipartUpload")
+        self._objects(self.chunk, REFUSAL_LOG_PREFIX, "s3:PutObject")
         features.grant(self.chunk, "dynamodb:BatchGetItem")
         # one index item per chunk (the prediction log itself is one S3 object per chunk)
         predictions.grant(self.chunk, "dynamodb:PutItem")

@@ -26,7 +26,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from inferline import workflow
-from inferline.resources import ENV_VARS, ground_truth_key, prediction_log_key
+from inferline.resources import ENV_VARS, ground_truth_key, prediction_log_key, refusal_log_key
 from infra.config import Config
 from infra.lambda_code import LambdaFunctions, log_group_with_retention
 from infra.nag import acknowledge, arn_of
@@ -48,6 +48,7 @@ LAMBDA_RETRYABLE = [
 _WHEN = datetime(2000, 1, 1, tzinfo=UTC)
 PREDICTIONS_PREFIX = prediction_log_key("m", _WHEN, "r").split("/", 1)[0] + "/*"
 GROUND_TRUTH_PREFIX = ground_truth_key("m", _WHEN, "p").split("/", 1)[0] + "/*"
+REFUSALS_PREFIX = refusal_log_key("m", _WHEN, "r").split("/", 1)[0] + "/*"
 
 
 def workflow_name(prefix: str, model: str) -> str:
@@ -81,9 +82,11 @@ class Functions(Construct):
             memory=1024,
             # One batched DynamoDB read and validation: well under a second when warm.
             timeout=Duration.seconds(6),
-            env={ENV_VARS["features"]: features.table_name},
+            env={ENV_VARS["features"]: features.table_name,
+                 ENV_VARS["data"]: data.bucket_name},
         )
         features.grant(self.preprocess, "dynamodb:BatchGetItem", "dynamodb:GetItem")
+        data.grant_put(self.preprocess, REFUSALS_PREFIX)  # the refusal log, for monitoring
 
         self.postprocess = self._function(
             "postprocess",
@@ -110,7 +113,8 @@ class Functions(Construct):
         data.grant_put(self.feedback, GROUND_TRUTH_PREFIX)
 
         data_arn = arn_of(data)
-        for fn, prefix in ((self.postprocess, PREDICTIONS_PREFIX),
+        for fn, prefix in ((self.preprocess, REFUSALS_PREFIX),
+                           (self.postprocess, PREDICTIONS_PREFIX),
                            (self.feedback, GROUND_TRUTH_PREFIX)):
             policy = fn.role.node.find_child("DefaultPolicy")  # type: ignore[union-attr]
             acknowledge(policy, f"AwsSolutions-IAM5[Resource::{data_arn}/{prefix}]",

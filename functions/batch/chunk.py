@@ -33,7 +33,7 @@ import json
 import math
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -64,6 +64,7 @@ from inferline.features import get_features
 from inferline.outputs import map_scores
 from inferline.prediction_log import batch_index_item, batch_prediction_id
 from inferline.redaction import redact
+from inferline.refusals import count_problems, refusal_record, write_refusal
 from inferline.resources import batch_part_key, endpoint_name, prediction_log_key
 from inferline.spec import ModelSpec
 from inferline.validation import validate_instance
@@ -108,6 +109,8 @@ class ChunkRows:
     raws: list[str]  # each row as it was read (errors.csv shows a refused row this way)
     values: dict[str, list[Any]]  # column -> each row's value as validation cleaned it
     errors: list[list] = field(default_factory=list)  # [row, raw, reason]
+    # (field or None, problem) -> refused rows, for the refusal log (no values)
+    problems: Counter = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,12 @@ def process_chunk(services: Services, body: str | dict) -> dict[str, Any]:
     if log is not None:
         write_log(services, spec, message, jobs.started_at(job), *log)
     write_parts(services, message, results, rows.errors)
+    if rows.errors:
+        write_refusal(services.s3, services.bucket, refusal_record(
+            spec=spec, source="batch", request_id=f"batch-{message.job_id}-{message.chunk:06d}",
+            created_at=jobs.started_at(job), status=400, error="invalid_rows",
+            refused=len(rows.errors), problems=rows.problems,
+        ))  # fmt: skip
 
     ok, failed = len(results), len(rows.errors)
     updated = jobs.mark_chunk_done(services.jobs, message.job_id, message.chunk, ok, failed)
@@ -191,15 +200,18 @@ def read_rows(spec: ModelSpec, message: ChunkMessage, data: bytes) -> ChunkRows:
     records: list[list[str]] = []
     encoded: dict[int, str] = {}  # rows parsed by the csv module: results.csv re-quotes them
     errors: list[list] = []
+    problems: Counter = Counter()
     for row, raw, text in _records(message, data):
         if text is None:
             errors.append([row, shown(raw), _not_utf8(raw)])
+            problems[(None, "the row is not UTF-8 text")] += 1
             continue
         if '"' in text or "\r" in text or "\x00" in text or len(text) > FIELD_SIZE_LIMIT:
             try:
                 fields = parse_record(text)
             except csv.Error as exc:
                 errors.append([row, text, f"the row is not valid CSV: {exc}"])
+                problems[(None, "the row is not valid CSV")] += 1
                 continue
             if len(fields) == width:
                 encoded[len(records)] = _csv_line(fields)
@@ -207,6 +219,7 @@ def read_rows(spec: ModelSpec, message: ChunkMessage, data: bytes) -> ChunkRows:
             fields = text.split(",")  # no quote, CR or NUL: exactly what the csv module reads
         if len(fields) != width:
             errors.append([row, text, f"the row has {len(fields)} fields; the header has {width}"])
+            problems[(None, "the row has a different number of fields than the header")] += 1
             continue
         numbers.append(row)
         raws.append(text)
@@ -221,12 +234,15 @@ def read_rows(spec: ModelSpec, message: ChunkMessage, data: bytes) -> ChunkRows:
                 keep.append(i)
                 continue
             fields = parse_record(raws[i]) if i in encoded else raws[i].split(",")
-            clean, problems = validate_instance(
+            clean, problems_found = validate_instance(
                 spec, coerce_row(spec, dict(zip(columns, fields, strict=True))), numbers[i]
             )
-            if problems:
-                reason = "; ".join(f"{p.field}: {p.problem}" if p.field else p.problem for p in problems)
+            if problems_found:
+                reason = "; ".join(
+                    f"{p.field}: {p.problem}" if p.field else p.problem for p in problems_found
+                )
                 errors.append([numbers[i], raws[i], reason])
+                problems.update(count_problems(spec, [(p.field, p.problem) for p in problems_found]))
             else:  # the fast path was only unsure: take the row-by-row values
                 keep.append(i)
                 for name in columns:
@@ -241,7 +257,7 @@ def read_rows(spec: ModelSpec, message: ChunkMessage, data: bytes) -> ChunkRows:
     else:
         texts = [encoded.get(i, raw) for i, raw in enumerate(raws)] if encoded else raws
     errors.sort(key=lambda e: e[0])
-    return ChunkRows(numbers, texts, raws, values, errors)
+    return ChunkRows(numbers, texts, raws, values, errors, problems)
 
 
 def _not_utf8(raw: bytes) -> str:
@@ -392,6 +408,8 @@ class _ChunkWriter:
         )
         for groups, refusals in (call.result() for call in calls):
             self.refused += [[rows.rows[i], rows.raws[i], reason] for i, reason in refusals]
+            if refusals:
+                rows.problems[(None, "refused by the model")] += len(refusals)
             for indexes, outputs, version, latency_ms in groups:
                 self._scored(indexes, outputs, version, latency_ms, start, request_json, features_json)
 

@@ -25,6 +25,7 @@ class EnvSettings(BaseModel):
 
 class PreprocessSettings(EnvSettings):
     features_table: str = Field(validation_alias="FEATURES_TABLE", min_length=3)
+    data_bucket: str = Field(validation_alias="DATA_BUCKET", min_length=3)  # the refusal log
 
 
 class PredictionLogSettings(EnvSettings):

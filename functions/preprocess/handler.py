@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from inferline import aws
 from inferline.events import PredictEvent
+from inferline.refusals import write_refusal
 from inferline.settings import PreprocessSettings
 from inferline.spec import load_spec
 from preprocess.logic import preprocess
@@ -32,6 +33,7 @@ def handler(event: PredictEvent, context: LambdaContext) -> dict:
         event.requestContext.requestId,
         aws.table(settings.features_table),
         load_spec,
+        log_refusal,
     )
     if result["valid"]:
         metrics.add_metric("Instances", MetricUnit.Count, len(result["context"]["prediction_ids"]))
@@ -41,3 +43,12 @@ def handler(event: PredictEvent, context: LambdaContext) -> dict:
         logger.info("request refused", status=result["response"]["statusCode"])
         metrics.add_metric("InvalidRequests", MetricUnit.Count, 1)
     return result
+
+
+def log_refusal(record: dict) -> None:
+    """A refusal is logged for monitoring; failing to log it never turns the 4xx into a 5xx."""
+    try:
+        write_refusal(aws.client("s3"), settings.data_bucket, record)
+    except Exception:  # any failure: the caller still gets its 4xx
+        logger.exception("refusal not logged")
+        metrics.add_metric("RefusalsNotLogged", MetricUnit.Count, 1)

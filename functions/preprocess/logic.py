@@ -2,7 +2,8 @@
 
 Validates every instance against the spec (all problems at once), redacts PII before the
 request travels on, fetches stored features in one batched read, and mints a prediction_id
-per instance. The raw body is not passed on: the state after this step holds no PII.
+per instance. The raw body is not passed on: the state after this step holds no PII. A
+refused request is counted in the refusal log by field and problem (inferline.refusals).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from inferline.features import get_features
 from inferline.redaction import redact
+from inferline.refusals import count_problems, refusal_record
 from inferline.spec import ModelSpec, UnknownModel, available_models
 from inferline.validation import InvalidRequest, parse_instances, validate_instances
 from inferline.workflow import MAX_BODY_BYTES, error_response, response
@@ -27,10 +29,24 @@ def preprocess(
     request_id: str,
     features_table,
     load_spec: Callable[[str], ModelSpec],
+    log_refusal: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """The Preprocess step's output: {"valid": true, "endpoint_body", "context"} or
-    {"valid": false, "response"} with a 4xx that names every problem."""
+    {"valid": false, "response"} with a 4xx that names every problem (and, for a model that
+    exists, the refusal given to `log_refusal`)."""
     started = time.time()
+
+    def refuse(status: int, error: str, problems: list[tuple[str | None, str]], reply: dict) -> dict:
+        if log_refusal is not None:
+            log_refusal(
+                refusal_record(
+                    spec=spec, source="online", request_id=request_id,
+                    created_at=datetime.fromtimestamp(started, UTC), status=status, error=error,
+                    refused=1, problems=count_problems(spec, problems),
+                )  # fmt: skip
+            )
+        return invalid(reply)
+
     try:
         spec = load_spec(model)
     except UnknownModel:
@@ -40,13 +56,16 @@ def preprocess(
             )
         )
     if body is not None and len(body.encode()) > MAX_BODY_BYTES:
-        return invalid(
-            error_response(413, "payload_too_large", f"request body is over {MAX_BODY_BYTES} bytes")
-        )
+        message = f"request body is over {MAX_BODY_BYTES} bytes"
+        return refuse(413, "payload_too_large", [(None, message)],
+                      error_response(413, "payload_too_large", message))  # fmt: skip
     try:
         instances = validate_instances(spec, parse_instances(body, spec))
     except InvalidRequest as exc:
-        return invalid(
+        return refuse(
+            exc.status,
+            exc.error,
+            [(p.field, p.problem) for p in exc.problems],
             response(
                 exc.status,
                 {
@@ -54,7 +73,7 @@ def preprocess(
                     "message": f"{len(exc.problems)} problem(s) in the request",
                     "details": [p.as_dict() for p in exc.problems],
                 },
-            )
+            ),
         )
 
     key = spec.entity.key

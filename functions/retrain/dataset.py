@@ -3,8 +3,9 @@ set, checked against the spec and split by time into train and holdout CSVs with
 
 The join is by prediction_id: ground truth (ground-truth/model=<m>/dt=<d>/*.jsonl, partitioned
 by the date it arrived, newest line per id) against the prediction log's JSON Lines
-(predictions/model=<m>/dt=<d>/*.jsonl, by the prediction's date), over the spec's window. Each joined row is checked with
-the online path's field rules; a row that fails is counted by reason, never silently kept.
+(predictions/model=<m>/dt=<d>/*.jsonl, by the prediction's date), over the spec's window.
+Each joined row is checked with the online path's field rules; a row that fails is counted
+by reason, never silently kept.
 Too few labeled rows, or a class below its share, is a skip with the reason, not a failure.
 The holdout is the newest share of the labeled production rows: both models are judged on
 the world as it is now. The base training set (training/<model>/base.csv) only trains.

@@ -90,7 +90,7 @@ def test_buckets_are_named_private_encrypted_versioned_and_tls_only(synth):
 @pytest.mark.parametrize(
     ("name", "tables", "buckets"),
     [
-        ("preprocess", ["features"], []),
+        ("preprocess", ["features"], ["data"]),
         ("postprocess", ["predictions"], ["data"]),
         ("feedback", ["predictions"], ["data"]),
     ],
@@ -125,12 +125,14 @@ def test_lambdas_runtime_layer_tracing_and_logs(synth, name):
     assert log_group["Properties"]["RetentionInDays"] == synth.config.log_retention_days
 
 
-def test_preprocess_reads_features_only(synth):
+def test_preprocess_reads_features_and_writes_the_refusal_log_only(synth):
     statements = role_statements(synth, "preprocess")
     assert actions_on(statements, "dynamodb:") == {
         table_ref(synth, "features"): {"dynamodb:BatchGetItem", "dynamodb:GetItem"}
     }
-    assert actions_on(statements, "s3:") == {}
+    s3 = actions_on(statements, "s3:")
+    assert set(s3) == {f"{data_bucket_arn(synth)}/refusals/*"}
+    assert all(a.startswith(("s3:PutObject", "s3:Abort")) for a in s3.popitem()[1])
 
 
 def test_postprocess_writes_the_prediction_log_only(synth):

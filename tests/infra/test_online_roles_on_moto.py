@@ -1,7 +1,8 @@
 """The online Lambdas' S3 permissions, as synthesized, against what their handlers really do.
 
 Each handler runs with the keys of a moto IAM user holding its role's S3 statements from the
-template, with moto's IAM checking on: preprocess, then postprocess writing the prediction log,
+template, with moto's IAM checking on: preprocess (logging a refusal, then passing a request),
+then postprocess writing the prediction log,
 then feedback writing ground truth (recorded, then corrected). Only S3 is checked (moto matches
 the resources of S3 statements only); other services are allowed.
 """
@@ -57,8 +58,13 @@ def test_the_online_roles_may_do_all_a_prediction_and_its_feedback_need(as_role,
     body = json.dumps({"instances": [INSTANCE]})
     model = "purchase-propensity"
     event = api_gateway_event("POST", f"/v1/models/{model}/predict", body, {"model": model})
+    refused = api_gateway_event(
+        "POST", f"/v1/models/{model}/predict", json.dumps({"instances": [INSTANCE | {"price": -1}]}),
+        {"model": model},
+    )  # fmt: skip
     with enable_iam_authentication():
         as_role("preprocess")
+        assert preprocess(refused, context_for("preprocess"))["response"]["statusCode"] == 400
         state = preprocess(event, context_for("preprocess"))
         answer = {"model": "purchase-propensity", "model_version": "7", "classes": [0, 1], "scores": [0.8]}
         as_role("postprocess")
@@ -73,3 +79,5 @@ def test_the_online_roles_may_do_all_a_prediction_and_its_feedback_need(as_role,
     logged = aws.s3.list_objects_v2(Bucket=aws.data_bucket, Prefix="predictions/")["KeyCount"]
     truth = aws.s3.list_objects_v2(Bucket=aws.data_bucket, Prefix="ground-truth/")["KeyCount"]
     assert (logged, truth) == (1, 2)  # one ground-truth object per feedback request
+    # the refusal was logged with preprocess's own keys (a failed write is only logged)
+    assert aws.s3.list_objects_v2(Bucket=aws.data_bucket, Prefix="refusals/")["KeyCount"] == 1

@@ -344,6 +344,26 @@ def test_bad_rows_go_to_errors_with_the_online_reasons(batch):
     assert errors[0]["raw"] == rows[1]
     mail = sent_mail()[0]
     assert "1 of 8 rows predicted, 7 failed" in mail.subject
+    # the refusal log: one record per chunk with refused rows, by field and problem, no values
+    objects = batch.aws.s3.list_objects_v2(Bucket=batch.aws.data_bucket, Prefix="refusals/")["Contents"]
+    records = [
+        json.loads(batch.aws.s3.get_object(Bucket=batch.aws.data_bucket, Key=o["Key"])["Body"].read())
+        for o in objects
+    ]
+    assert len(records) == 3 and sum(r["refused"] for r in records) == 7
+    assert {r["source"] for r in records} == {"batch"}
+    counted = {(p["field"], p["problem"]): p["count"] for r in records for p in r["problems"]}
+    assert counted == {
+        ("price", "must be a number, got a string"): 1,
+        ("session_pages", "must be an integer"): 1,
+        ("price", "must be >= 0"): 1,
+        ("hour_of_day", "must be <= 23"): 1,
+        ("category", "must be one of books, electronics, fashion, home, sports, toys, grocery, beauty"): 1,
+        ("user_id", "is required"): 1,
+        (None, "the row has a different number of fields than the header"): 1,
+        (None, "the row is not valid CSV"): 1,
+    }
+    assert "pets" not in json.dumps(records) and "2.5" not in json.dumps(records)
 
 
 def test_non_utf8_bytes_fail_that_row_only(batch):
@@ -365,6 +385,9 @@ def test_a_row_the_model_refuses_is_an_error_and_the_rest_are_scored(batch):
     assert len(results) == 8
     assert errors[0]["row"] == "7" and errors[0]["reason"] == "the model refused the row: price is cursed"
     assert errors[0]["raw"] == rows[5]
+    (obj,) = batch.aws.s3.list_objects_v2(Bucket=batch.aws.data_bucket, Prefix="refusals/")["Contents"]
+    record = json.loads(batch.aws.s3.get_object(Bucket=batch.aws.data_bucket, Key=obj["Key"])["Body"].read())
+    assert record["problems"] == [{"field": None, "problem": "refused by the model", "count": 1}]
 
 
 def test_a_model_server_error_is_retried_not_blamed_on_the_rows(batch):

@@ -13,6 +13,7 @@ from test_batch import batch as batch  # noqa: F401  (the fixture, shared)
 
 from feedback.logic import feedback
 from inferline import jobs
+from inferline.ground_truth import latest_actuals
 from inferline.prediction_log import (
     batch_index_key,
     batch_prediction_id,
@@ -20,7 +21,6 @@ from inferline.prediction_log import (
     prediction_record,
     write_prediction_log,
 )
-from inferline.ground_truth import latest_actuals
 from inferline.spec import load_spec
 
 

@@ -101,13 +101,42 @@ def test_preprocess_refuses_bad_requests_with_every_problem(handlers):
     }
 
 
-def test_preprocess_unknown_model_is_404_and_huge_body_is_413(handlers):
+def refusals(aws) -> list[dict]:
+    objects = aws.s3.list_objects_v2(Bucket=aws.data_bucket, Prefix="refusals/").get("Contents", [])
+    return [
+        json.loads(line)
+        for o in objects
+        for line in aws.s3.get_object(Bucket=aws.data_bucket, Key=o["Key"])["Body"].read().splitlines()
+    ]
+
+
+def test_a_refused_request_is_logged_by_field_and_problem_without_its_values(handlers, aws):
+    preprocess = handlers[0]
+    bad = INSTANCE | {"price": -3, "country": EMAIL, "session_pages": 2.5, "ada@example.com": 1}
+    state = preprocess(predict_event([bad, bad | {"price": 4.0}]), context_for("preprocess"))
+    assert state["response"]["statusCode"] == 400
+    (record,) = refusals(aws)
+    assert record["model"] == "purchase-propensity" and record["source"] == "online"
+    assert record["status"] == 400 and record["error"] == "invalid_request" and record["refused"] == 1
+    assert {(p["field"], p["problem"], p["count"]) for p in record["problems"]} == {
+        ("price", "must be >= 0", 1),
+        ("country", "must be one of US, GB, DE, FR, IN, BR, JP, CA, ES, IT, MX, AU", 2),
+        ("session_pages", "must be an integer", 2),
+        ("(unknown field)", "unknown field", 2),
+    }
+    text = json.dumps(record)
+    assert EMAIL not in text and "ada@example.com" not in text and "2.5" not in text, "no value is logged"
+
+
+def test_preprocess_unknown_model_is_404_and_huge_body_is_413(handlers, aws):
     preprocess = handlers[0]
     reply = preprocess(predict_event([INSTANCE], model="nope"), context_for("preprocess"))["response"]
     assert reply["statusCode"] == 404
     assert json.loads(reply["body"])["models"] == ["purchase-propensity"]
     huge = api_gateway_event("POST", "/p", "x" * 70_000, {"model": "purchase-propensity"})
     assert preprocess(huge, context_for("preprocess"))["response"]["statusCode"] == 413
+    (record,) = refusals(aws)  # the unknown model is no model's refusal
+    assert (record["status"], record["error"]) == (413, "payload_too_large")
 
 
 def test_postprocess_maps_scores_and_writes_the_log_without_pii(handlers, aws):
