@@ -288,6 +288,7 @@ def test_chunk_predicts_through_the_served_endpoints_only(synth):
         data_prefix(synth, "batch/"): {"s3:GetObject", "s3:PutObject", *multipart},
         data_prefix(synth, "results/"): {"s3:GetObject", "s3:PutObject", *multipart},
         data_prefix(synth, "predictions/"): {"s3:PutObject", "s3:AbortMultipartUpload"},
+        data_prefix(synth, "refusals/"): {"s3:PutObject"},  # the refusal log, one object per chunk
         # assembly lists the job's parts: the bucket, for keys under batch/ only
         arn(synth, storage.buckets["data"]): {"s3:ListBucket"},
     }
