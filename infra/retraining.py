@@ -401,16 +401,19 @@ class Retraining(Construct):
                 training_input_mode=tasks.InputMode.FILE,
             ),
             enable_network_isolation=True,
+            # "train", and "reference": the holdout (the newest production rows), which the
+            # version's monitoring baseline is computed on (model_artifacts/train.py).
             input_data_config=[
                 tasks.Channel(
-                    channel_name="train",
+                    channel_name=channel,
                     data_source=tasks.DataSource(
                         s3_data_source=tasks.S3DataSource(
-                            s3_location=tasks.S3Location.from_json_expression("$.dataset.train_uri"),
+                            s3_location=tasks.S3Location.from_json_expression(uri),
                             s3_data_type=tasks.S3DataType.S3_PREFIX,
                         )
                     ),
                 )
+                for channel, uri in (("train", "$.dataset.train_uri"), ("reference", "$.dataset.holdout_uri"))
             ],
             output_data_config=tasks.OutputDataConfig(
                 s3_output_location=tasks.S3Location.from_json_expression("$.dataset.output_uri"),

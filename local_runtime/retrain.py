@@ -154,6 +154,10 @@ class LocalRetraining:
             root = Path(tmp)
             channel = root / "input" / "data" / "train"
             self._download_prefix(data["train_uri"], channel)
+            # The rows the version will be monitored against: the newest production rows,
+            # the holdout Evaluate judges it on (never trained on).
+            reference = root / "input" / "data" / "reference"
+            self._download_prefix(data["holdout_uri"], reference)
             hyperparameters = {
                 "model": state["model"],
                 "version": data["contender_version"],
@@ -166,6 +170,7 @@ class LocalRetraining:
             )
             env = {
                 "SM_CHANNEL_TRAIN": str(channel),
+                "SM_CHANNEL_REFERENCE": str(reference),
                 "SM_MODEL_DIR": str(root / "model"),
                 "SM_INPUT_CONFIG_DIR": str(config_dir),
                 "SM_OUTPUT_DIR": str(root / "output"),

@@ -35,13 +35,13 @@ if not __package__:
 
 from inferline.spec import ModelSpec  # noqa: E402
 from model_artifacts.bundle import BUNDLE_FILE, ModelBundle  # noqa: E402
-from model_artifacts.train import holdout_metrics, load_training_data, target_values  # noqa: E402
+from model_artifacts.metrics import LOWER_IS_BETTER, holdout_metrics  # noqa: E402
+from model_artifacts.train import load_training_data, target_values  # noqa: E402
 
 log = logging.getLogger("inferline.evaluate")
 
 EVALUATION_JSON = "evaluation.json"
 EVALUATION_MD = "evaluation.md"
-LOWER_IS_BETTER = ("log_loss",)
 PROCESSING = Path("/opt/ml/processing")
 
 

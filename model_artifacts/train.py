@@ -4,6 +4,9 @@ runnable locally with plain paths.
 SageMaker training contract (every path can be overridden on the command line):
   training data   SM_CHANNEL_TRAIN       (default /opt/ml/input/data/train): a CSV file, or a
                                           folder whose *.csv / *.csv.gz files are concatenated
+  reference data  SM_CHANNEL_REFERENCE   (optional, the same form): the rows the version is
+                                          monitored against (retraining gives the newest
+                                          production rows); default: the training data
   model           SM_MODEL_DIR           (default /opt/ml/model): model.joblib + metrics.json
   extra outputs   SM_OUTPUT_DATA_DIR     (optional): a copy of metrics.json
   hyperparameters SM_INPUT_CONFIG_DIR/hyperparameters.json (default /opt/ml/input/config);
@@ -34,7 +37,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sklearn
-from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 from sklearn.model_selection import train_test_split
 
 if not __package__:
@@ -46,14 +48,13 @@ if not __package__:
 
 from inferline.spec import ModelSpec, SpecError, UnknownModel, load_spec, load_spec_file  # noqa: E402
 from model_artifacts.bundle import ModelBundle, to_frame  # noqa: E402
+from model_artifacts.metrics import holdout_metrics  # noqa: E402
+from model_artifacts.monitoring.baseline import compute_baseline  # noqa: E402
 from model_artifacts.pipeline import ESTIMATORS, build_pipeline  # noqa: E402
 
 log = logging.getLogger("inferline.train")
 
 METRICS_FILE = "metrics.json"
-SCORE_BASELINE = "__score__"  # baseline key for the distribution of predicted scores
-HISTOGRAM_BINS = 10
-QUANTILES = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95, "p99": 0.99}
 # Hyperparameters this script reads itself; every other one goes to the estimator.
 RESERVED_HYPERPARAMETERS = ("model", "version", "seed", "params")
 SHOWN_ROWS = 10  # how many offending rows an error message lists
@@ -72,13 +73,17 @@ def train(
     version: str | None = None,
     params: dict[str, Any] | None = None,
     seed: int | None = None,
+    reference: pd.DataFrame | None = None,
 ) -> ModelBundle:
-    """Fit the spec's Pipeline on `frame` and return the bundle with holdout metrics,
-    drift baselines and provenance.
+    """Fit the spec's Pipeline on `frame` and return the bundle with holdout metrics, the
+    monitoring baseline and provenance.
 
     `frame` holds every model input of the spec and the target (other columns are ignored).
     `params` override spec.training.params; `seed` (default spec.training.seed) drives the
     holdout split and the estimator, so the same data, params and seed give the same model.
+    `reference` (the same columns) is what the version will be monitored against when given:
+    the newest production rows, as retraining passes them; by default the training rows
+    (inputs) and the rows held out (scores).
     """
     seed = spec.training.seed if seed is None else int(seed)
     effective = dict(spec.training.params) | {"random_state": seed} | dict(params or {})
@@ -90,7 +95,7 @@ def train(
     version = version or default_version(spec, data_sha, effective, seed)
 
     inputs = to_frame(spec, frame[spec.model_inputs].to_dict("records"))
-    fit_rows, holdout_rows = _split(spec, y, seed)
+    fit_rows, holdout_rows = holdout_split(spec, y, seed)
     x_fit, y_fit = inputs.iloc[fit_rows].reset_index(drop=True), y[fit_rows]
     x_hold, y_hold = inputs.iloc[holdout_rows].reset_index(drop=True), y[holdout_rows]
     log.info(
@@ -113,10 +118,19 @@ def train(
     metrics, scores = holdout_metrics(spec, list(pipeline.classes_), y_hold, proba)
     log.info("holdout: %s", ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
 
-    baseline = {
-        name: feature_baseline(x_fit[name], name in spec.numeric_inputs) for name in spec.model_inputs
-    }
-    baseline[SCORE_BASELINE] = feature_baseline(pd.Series(scores), numeric=True)
+    if reference is not None:
+        check_columns(spec, reference)
+        ref_inputs = to_frame(spec, reference[spec.model_inputs].to_dict("records"))
+        baseline = compute_baseline(
+            spec, pipeline, inputs=ref_inputs, reference=ref_inputs,
+            reference_y=target_values(spec, reference),
+            source=f"the {len(reference):,} reference rows given to training (the newest production rows)",
+        )  # fmt: skip
+    else:
+        baseline = compute_baseline(
+            spec, pipeline, inputs=inputs, reference=x_hold, reference_y=y_hold,
+            source=f"the {len(inputs):,} training rows (inputs), the {len(x_hold):,} held out (scores)",
+        )  # fmt: skip
     info = {
         "model": spec.name,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -177,77 +191,6 @@ def target_values(spec: ModelSpec, frame: pd.DataFrame) -> np.ndarray:
             f"rows per class: {counts}"
         )
     return y
-
-
-def holdout_metrics(
-    spec: ModelSpec, classes: list, y_true: np.ndarray, proba: np.ndarray
-) -> tuple[dict[str, float], np.ndarray]:
-    """Holdout metrics and the score each row got (positive-class probability for a binary
-    model, top-class probability for a multiclass one)."""
-    classes = [c.item() if hasattr(c, "item") else c for c in classes]
-    if spec.task == "binary":
-        positive = spec.positive_class
-        negative = next(c for c in classes if c != positive)
-        scores = proba[:, classes.index(positive)]
-        predicted = np.where(scores >= spec.output.threshold, positive, negative)
-        roc_auc = roc_auc_score(y_true == positive, scores)
-        f1 = f1_score(y_true, predicted, pos_label=positive)
-        rates = {
-            "positive_rate": float(np.mean(y_true == positive)),
-            "predicted_positive_rate": float(np.mean(predicted == positive)),
-        }
-    else:
-        scores = proba.max(axis=1)
-        predicted = np.array(classes, dtype=object)[proba.argmax(axis=1)]
-        roc_auc = roc_auc_score(y_true, proba, multi_class="ovr", labels=classes)
-        f1 = f1_score(y_true, predicted, average="macro")
-        rates = {}
-    metrics = {
-        "roc_auc": float(roc_auc),
-        "accuracy": float(accuracy_score(y_true, predicted)),
-        "f1": float(f1),
-        "log_loss": float(log_loss(y_true, proba, labels=classes)),
-        **rates,
-        "rows": float(len(y_true)),
-    }
-    return metrics, scores
-
-
-def feature_baseline(values: pd.Series, numeric: bool) -> dict[str, Any]:
-    """What one input looked like in training, for drift checks: for a number its moments,
-    quantiles and a quantile histogram (bin_edges, bin_proportions; values outside the edges
-    belong to the end bins); for a category the share of each value."""
-    missing = int(values.isna().sum())
-    present = values.dropna()
-    if not numeric:
-        shares = present.astype(str).value_counts(normalize=True)
-        return {
-            "kind": "categorical",
-            "count": len(present),
-            "missing": missing,
-            "proportions": {str(k): float(v) for k, v in shares.items()},
-        }
-    v = present.to_numpy(dtype="float64")
-    if len(v) == 0:
-        return {"kind": "numeric", "count": 0, "missing": missing}
-    edges = np.unique(np.quantile(v, np.linspace(0, 1, HISTOGRAM_BINS + 1)))
-    if len(edges) < 2:  # a constant column: one bin around its value
-        edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
-    counts, _ = np.histogram(v, bins=edges)
-    return {
-        "kind": "numeric",
-        "count": len(v),
-        "missing": missing,
-        "mean": float(v.mean()),
-        "std": float(v.std()),
-        "min": float(v.min()),
-        "max": float(v.max()),
-        "quantiles": {
-            k: float(q) for k, q in zip(QUANTILES, np.quantile(v, list(QUANTILES.values())), strict=True)
-        },
-        "bin_edges": [float(e) for e in edges],
-        "bin_proportions": [float(c) for c in counts / counts.sum()],
-    }
 
 
 def frame_sha256(frame: pd.DataFrame) -> str:
@@ -384,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         "--spec", help="model name or spec file (default: hyperparameter 'model', then $INFERLINE_MODEL)"
     )
     parser.add_argument("--train", help="training CSV or folder (default $SM_CHANNEL_TRAIN)")
+    parser.add_argument(
+        "--reference", help="monitoring reference CSV or folder (default $SM_CHANNEL_REFERENCE, if set)"
+    )
     parser.add_argument("--model-dir", help="where model.joblib goes (default $SM_MODEL_DIR)")
     parser.add_argument("--output-data-dir", help="extra outputs (default $SM_OUTPUT_DATA_DIR)")
     parser.add_argument("--version", help="model version (default dev-<hash of the inputs>)")
@@ -430,8 +376,12 @@ def run(args: argparse.Namespace, extra: list[str]) -> ModelBundle:
     output_dir = args.output_data_dir or os.environ.get("SM_OUTPUT_DATA_DIR")
 
     frame = load_training_data(train_path)
+    reference_path = args.reference or os.environ.get("SM_CHANNEL_REFERENCE")
+    reference = load_training_data(reference_path) if reference_path else None
     log.info("training %s on %d rows", spec.name, len(frame))
-    bundle = train(spec, frame, str(version) if version else None, params=hyper, seed=seed)
+    bundle = train(
+        spec, frame, str(version) if version else None, params=hyper, seed=seed, reference=reference
+    )
 
     saved = bundle.save(model_dir)
     write_metrics(bundle, model_dir)
@@ -471,7 +421,8 @@ def _check_numeric_inputs(spec: ModelSpec, frame: pd.DataFrame) -> None:
             )
 
 
-def _split(spec: ModelSpec, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def holdout_split(spec: ModelSpec, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows fitted, rows held out): stratified by class, the same for the same target and seed."""
     rows = np.arange(len(y))
     try:
         return train_test_split(rows, test_size=spec.training.holdout_fraction, random_state=seed, stratify=y)

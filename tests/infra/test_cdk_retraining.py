@@ -244,10 +244,16 @@ def test_train_is_a_training_job_on_the_serving_image(synth, states):
     params = train["Parameters"]
     assert params["TrainingJobName.$"] == "$.dataset.training_job_name"
     assert params["AlgorithmSpecification"]["TrainingImage"] == served_image(synth)
-    (channel,) = params["InputDataConfig"]
-    assert channel["ChannelName"] == "train"
-    assert channel["DataSource"]["S3DataSource"] == {
+    train_channel, reference = params["InputDataConfig"]
+    assert train_channel["ChannelName"] == "train"
+    assert train_channel["DataSource"]["S3DataSource"] == {
         "S3Uri.$": "$.dataset.train_uri",
+        "S3DataType": "S3Prefix",
+    }
+    # the holdout, as the rows the version's monitoring baseline is computed on
+    assert reference["ChannelName"] == "reference"
+    assert reference["DataSource"]["S3DataSource"] == {
+        "S3Uri.$": "$.dataset.holdout_uri",
         "S3DataType": "S3Prefix",
     }
     assert params["OutputDataConfig"] == {"S3OutputPath.$": "$.dataset.output_uri"}

@@ -18,8 +18,8 @@ from sklearn.metrics import roc_auc_score
 from inferline.spec import ModelSpec, load_spec
 from model_artifacts.bundle import ModelBundle
 from model_artifacts.demo_data import generate_training_frame
+from model_artifacts.monitoring.baseline import BASELINE_FORMAT
 from model_artifacts.train import (
-    SCORE_BASELINE,
     TrainingError,
     default_version,
     frame_sha256,
@@ -115,25 +115,52 @@ def test_bundle_round_trips_through_save_and_load(bundle, probe, tmp_path):
 
 
 def test_baseline_describes_every_model_input_and_the_scores(spec, frame, bundle):
-    assert set(bundle.baseline) == set(spec.model_inputs) | {SCORE_BASELINE}
-    fit_rows = bundle.info["training_rows"]
-    for name in spec.numeric_inputs + [SCORE_BASELINE]:
-        stats = bundle.baseline[name]
-        assert stats["kind"] == "numeric"
+    baseline = bundle.baseline
+    assert baseline["format"] == BASELINE_FORMAT
+    assert set(baseline["features"]) == set(spec.model_inputs)
+    assert baseline["rows"] == len(frame) and baseline["reference_rows"] == bundle.metrics["rows"]
+    for name in spec.numeric_inputs:
+        stats = baseline["features"][name]
+        assert stats["kind"] == "numeric" and stats["count"] == len(frame)
         assert stats["min"] <= stats["quantiles"]["p50"] <= stats["max"]
         edges = stats["bin_edges"]
         assert edges == sorted(edges) and len(stats["bin_proportions"]) == len(edges) - 1
         assert sum(stats["bin_proportions"]) == pytest.approx(1.0)
-        if name != SCORE_BASELINE:
-            assert stats["count"] == fit_rows
-            assert stats["mean"] == pytest.approx(frame[name].mean(), rel=0.05)
+        assert stats["mean"] == pytest.approx(frame[name].mean())
+        assert stats["sample"] == sorted(stats["sample"]) and len(stats["sample"]) == min(5000, len(frame))
     for name in spec.categorical_inputs:
-        shares = bundle.baseline[name]["proportions"]
-        assert set(shares) <= set(spec.request.fields[name].allowed)
-        assert sum(shares.values()) == pytest.approx(1.0)
-        assert shares["mobile" if name == "device" else max(shares, key=shares.get)] > 0.1
-    assert bundle.baseline[SCORE_BASELINE]["count"] == bundle.metrics["rows"]
-    json.dumps(bundle.baseline)  # plain JSON for the monitor and its report
+        stats = baseline["features"][name]
+        assert set(stats["proportions"]) <= set(spec.request.fields[name].allowed)
+        assert sum(stats["proportions"].values()) == pytest.approx(1.0)
+        assert stats["counts"] == frame[name].value_counts().to_dict()
+    # stored features: the share of rows at the spec's default (unknown entities among them)
+    tenure = baseline["features"]["tenure_days"]
+    assert tenure["default"] == 0
+    assert tenure["default_share"] == pytest.approx((frame["tenure_days"] == 0).mean())
+    assert 0 < baseline["default_features_share"] < 0.2
+    # scores, labels, calibration and metrics on the held-out rows
+    assert baseline["score"]["count"] == bundle.metrics["rows"]
+    assert baseline["metrics"] == bundle.metrics
+    assert set(baseline["predicted"]) == {"purchase", "no_purchase"}
+    assert baseline["classes"]["purchase"] == pytest.approx(bundle.metrics["positive_rate"])
+    calibration = baseline["calibration"]
+    assert calibration["x"] == sorted(calibration["x"]) and calibration["y"] == sorted(calibration["y"])
+    assert sum(b["rows"] for b in baseline["reliability"]) == bundle.metrics["rows"]
+    assert set(baseline["slices"]) == set(spec.evaluation.slices)
+    json.dumps(baseline)  # plain JSON for the monitor and its report
+
+
+def test_a_reference_set_given_to_training_is_what_the_version_is_monitored_against(spec, frame):
+    reference = generate_training_frame(900, seed=5, drift=1.0)
+    bundle = train(spec, frame, "ref-1", reference=reference)
+    baseline = bundle.baseline
+    assert baseline["rows"] == baseline["reference_rows"] == 900
+    assert baseline["features"]["price"]["mean"] == pytest.approx(reference["price"].mean())
+    assert baseline["score"]["count"] == 900
+    assert baseline["classes"]["purchase"] == pytest.approx(reference["purchased"].mean())
+    assert "900 reference rows" in baseline["source"]
+    # the holdout metrics stay training's own
+    assert bundle.metrics["rows"] == round(len(frame) * spec.training.holdout_fraction)
 
 
 def test_info_records_provenance(spec, frame, bundle):
