@@ -160,12 +160,11 @@ def live_quality(
 
 
 def _metrics(spec: ModelSpec, classes: list, window: Window, rows: np.ndarray) -> dict[str, float | None]:
-    y = np.array(classes, dtype=object)[window.actual[rows]]
+    y = np.array(classes)[window.actual[rows]]  # a plain dtype: sklearn refuses object arrays
     scores = window.score[rows]
     if spec.task == "binary":
         negative, positive = spec.target.classes
-        p = scores if classes[-1] == positive else 1 - scores
-        proba = np.column_stack([1 - p, p])
+        proba = np.column_stack([1 - scores, scores])  # the score is the positive class's
         try:
             metrics, _ = holdout_metrics(spec, classes, y, proba)
         except ValueError:  # a single class among the labels: ranking metrics are undefined
