@@ -8,7 +8,7 @@ UV_VERSION := 0.13.8
 export UV_PYTHON_DOWNLOADS := never
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup up demo demo-retrain down test test-unit test-integration test-infra lint synth bench clean
+.PHONY: setup up demo demo-retrain demo-monitor down test test-unit test-integration test-infra lint synth bench clean
 
 setup: $(VENV)/.installed $(if $(wildcard package.json),node_modules/.installed)
 
@@ -29,6 +29,9 @@ demo: setup          ## start the platform in the background and walk through th
 
 demo-retrain: setup  ## a retraining cycle: drift, feedback, promote, reject, rollback
 	$(BIN)/inferline demo-retrain
+
+demo-monitor: setup  ## monitoring: a normal day, drift, the alarm, early retraining, healthy again
+	$(BIN)/inferline demo-monitor
 
 down:                ## stop a platform started by `make demo` / `inferline up --detach`
 	$(BIN)/inferline down

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inferline.monitoring import MONITOR_SCHEDULES
 from inferline.resources import DEFAULT_PREFIX, endpoint_name
 from inferline.spec import SpecError, UnknownModel, available_models, load_spec
 
@@ -47,6 +48,10 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "retrainEmails": ([], "addresses subscribed to the retraining outcomes topic"),
     "trainingInstanceType": ("ml.m5.large", "instance type of the retraining's training and "
                              "evaluation jobs"),
+    "monitorSchedule": ("daily", "how often every model is monitored (EventBridge Scheduler): "
+                        "hourly or daily (empty: only when started by hand)"),
+    "monitorInstanceType": ("ml.m5.large", "instance type of the monitoring job (a SageMaker "
+                            "processing job on the serving image)"),
 }
 # Per-model key: where the trained model.tar.gz is (see ModelData below).
 MODEL_DATA_KEY = "modelData."
@@ -116,6 +121,8 @@ class Config:
     retrain_schedule: str | None
     retrain_emails: tuple[str, ...]
     training_instance_type: str
+    monitor_schedule: str | None = None
+    monitor_instance_type: str = "ml.m5.large"
     model_data: dict[str, ModelData] = field(default_factory=dict)
 
     @property
@@ -179,13 +186,18 @@ def load_config(context: Mapping[str, Any]) -> Config:
         EMAIL_PATTERN.match(e) for e in v) else "expected email addresses")
     training_instance_type = get("trainingInstanceType", str, lambda v: None if (
         INSTANCE_TYPE_PATTERN.match(v)) else "expected a SageMaker instance type such as ml.m5.large")
+    monitor_schedule = get("monitorSchedule", _as_str, lambda v: None if not v or v in MONITOR_SCHEDULES
+                           else f"one of {', '.join(MONITOR_SCHEDULES)}, or empty")
+    monitor_instance_type = get("monitorInstanceType", str, lambda v: None if (
+        INSTANCE_TYPE_PATTERN.match(v)) else "expected a SageMaker instance type such as ml.m5.large")
     # Training and evaluation run the image the endpoints serve, built for one architecture
     # (unknown when servingImage names a prebuilt one).
-    if not serving_image and (bool(GRAVITON_FAMILY.match(instance_type))
-                              != bool(GRAVITON_FAMILY.match(training_instance_type))):
-        problems.append(f"trainingInstanceType={training_instance_type!r}: must have the same "
-                        f"CPU architecture as instanceType ({instance_type}): training runs the "
-                        "serving image")
+    for key, job_type in (("trainingInstanceType", training_instance_type),
+                          ("monitorInstanceType", monitor_instance_type)):
+        if not serving_image and (bool(GRAVITON_FAMILY.match(instance_type))
+                                  != bool(GRAVITON_FAMILY.match(job_type))):
+            problems.append(f"{key}={job_type!r}: must have the same CPU architecture as "
+                            f"instanceType ({instance_type}): the job runs the serving image")
 
     known = available_models()
     for model in models:
@@ -246,6 +258,8 @@ def load_config(context: Mapping[str, Any]) -> Config:
         retrain_schedule=schedule or None,
         retrain_emails=tuple(retrain_emails),
         training_instance_type=training_instance_type,
+        monitor_schedule=monitor_schedule or None,
+        monitor_instance_type=monitor_instance_type,
         model_data=model_data,
     )
 

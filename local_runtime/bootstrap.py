@@ -143,6 +143,7 @@ def bootstrap_model(
     """Upload the served model version, create its SageMaker Model and EndpointConfig, the
     model's registry group with the version Approved in it (unless it is registered already),
     and the base training set; returns the EndpointConfig's name."""
+    from inferline.endpoints import VERSION_ENV, resource_name
     from inferline.resources import (
         base_training_key,
         endpoint_name,
@@ -150,7 +151,6 @@ def bootstrap_model(
         model_version_prefix,
     )
     from retrain import registry
-    from retrain.deploy import VERSION_ENV, resource_name
 
     artifacts, data = bucket_name(prefix, "artifacts"), bucket_name(prefix, "data")
     key = f"{model_version_prefix(model)}local-v{version}/output/model.tar.gz"

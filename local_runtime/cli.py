@@ -12,6 +12,8 @@
   inferline retrain MODEL [--param KEY=VALUE]      run the retraining workflow locally
   inferline models MODEL [--aws]                   registered versions, and which one serves
   inferline rollback MODEL [--to VERSION] [--aws]  serve a previous approved version again
+  inferline monitor MODEL [--since T] [--until T] [--json] [--aws]   one monitoring run
+  inferline demo-monitor                          drift, the alarm, early retraining, healthy again
 The API URL and key come from INFERLINE_API_URL / INFERLINE_API_KEY, else the local runtime.
 """
 
@@ -127,6 +129,23 @@ def parser() -> argparse.ArgumentParser:
         "--timeout", type=float, help="seconds to wait for the endpoint (default 180 locally, 3600 on AWS)"
     )
     s.set_defaults(run=cmd_rollback)
+
+    s = sub.add_parser("monitor", help="monitor a model: drift, data and live quality, a report")
+    s.add_argument("model")
+    s.add_argument("--since", help="window start, ISO 8601 (default: the spec's window before --until)")
+    s.add_argument("--until", help="window end, ISO 8601 (default: now)")
+    s.add_argument("--json", action="store_true", help="print the run's JSON result on stdout")
+    s.add_argument(
+        "--no-retrain", action="store_true", help="locally: do not start retraining when an alarm fires"
+    )
+    s.add_argument(
+        "--aws", action="store_true", help="run the deployed stack's monitoring workflow (AWS credentials)"
+    )
+    s.add_argument("--timeout", type=float, default=3600, help="--aws: seconds to wait for the run")
+    s.set_defaults(run=cmd_monitor)
+
+    s = sub.add_parser("demo-monitor", help="walk through monitoring: drift, alarm, early retraining")
+    s.set_defaults(run=cmd_demo_monitor)
     return p
 
 
@@ -330,12 +349,13 @@ def cmd_models(args, config: LocalConfig) -> int:
 def print_models(config: LocalConfig, model: str, svc=None) -> None:
     from rich.table import Table
 
+    from inferline import endpoints
     from inferline.resources import endpoint_name, model_package_group
     from local_runtime.retrain import local_services
-    from retrain import deploy, registry
+    from retrain import registry
 
     svc = svc or local_services(config)
-    serving = deploy.champion(svc.sagemaker, endpoint_name(svc.prefix, model), svc.s3)
+    serving = endpoints.champion(svc.sagemaker, endpoint_name(svc.prefix, model), svc.s3)
     metric = svc.load_spec(model).evaluation.metric
     table = Table(title=f"{model}: registered versions")
     for column in ("version", "status", metric, "vs champion", "registered", "why"):
@@ -386,6 +406,76 @@ def rollback(
         f"{model}: version {deployment['version']} serves again "
         f"(was {deployment['rolled_back_from']}); the registry records the rollback"
     )
+
+
+
+def cmd_monitor(args, config: LocalConfig) -> int:
+    if args.aws:
+        from local_runtime.monitor_aws import run_on_aws
+
+        result, report = run_on_aws(config.prefix, args.model, args.since, args.until, args.timeout, err)
+    else:
+        from local_runtime.monitor import run_monitoring
+
+        _require_up(config)
+        with err.status("[bold]Monitoring...") as status:
+            run = run_monitoring(
+                config, args.model, args.since, args.until, trigger="cli", retrain=not args.no_retrain,
+                on_step=lambda name: status.update(f"[bold]Monitoring: {name}..."),
+            )  # fmt: skip
+        result, report = run.result, str(run.report)
+        if run.notification:
+            err.print(f"alarm notification: {run.notification}")
+        if run.retraining:
+            show_retraining(run.retraining, run.retrain_run)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        show_monitoring(result)
+    err.print(f"report: {report}")
+    return 0
+
+
+def show_monitoring(result: dict) -> None:
+    """The run's summary, its alarms and where the report is, for a person at a terminal."""
+    from rich.table import Table
+
+    summary = result["summary"]
+    style = {"healthy": "green", "alarm": "red"}.get(summary["status"], "yellow")
+    err.print(f"[bold {style}]{summary['status'].upper()}[/] {summary['headline']}")
+    for line in summary["findings"]:
+        err.print(f"  - {line}")
+    for line in summary["actions"]:
+        err.print(f"  [bold]>[/] {line}")
+    table = Table(title="alarms")
+    for column in ("alarm", "state", "value", "threshold"):
+        table.add_column(column)
+    for key, alarm in result["alarms"].items():
+        value = "-" if alarm["value"] is None else f"{alarm['value']:.4g}"
+        state = alarm["state"] + (" (fired)" if alarm.get("fired") else "")
+        color = "red" if alarm["state"] == "ALARM" else "green" if alarm["state"] == "OK" else "dim"
+        table.add_row(key, f"[{color}]{state}[/]", value, f"{alarm['threshold']:.4g}")
+    err.print(table)
+
+
+def show_retraining(outcome: dict, run) -> None:
+    if outcome["action"] == "started":
+        err.print(f"[bold]retraining started by the alarm:[/] {outcome['reason']}")
+        if run is not None:
+            err.print(f"retraining: {run.outcome} ({' > '.join(run.path)})")
+            err.print(run.notification.get("message", "").rstrip())
+    else:
+        err.print(f"retraining not started: the last one ({outcome['last']['started_at']}) is within the "
+                  f"cool-down, until {outcome['until']}")  # fmt: skip
+
+
+def cmd_demo_monitor(args, config: LocalConfig) -> int:
+    from local_runtime import up
+    from local_runtime.demo_monitor import run_monitor_demo
+
+    up.start_detached(config)
+    run_monitor_demo(config)
+    return 0
 
 
 if __name__ == "__main__":

@@ -102,8 +102,19 @@ class LocalRetraining:
         self.deploy_timeout = deploy_timeout
         self.on_step = on_step or (lambda name: None)
 
-    def run(self, model: str, params: dict[str, Any] | None = None, trigger: str = "cli") -> RunResult:
+    def run(
+        self,
+        model: str,
+        params: dict[str, Any] | None = None,
+        trigger: str = "cli",
+        reason: str | None = None,
+        monitoring_report: str | None = None,
+    ) -> RunResult:
+        """The workflow's input: {"model", "trigger", "params"}, and from a monitoring alarm its
+        "reason" and "monitoring_report" (as the on_alarm Lambda starts it)."""
         state: dict[str, Any] = {"model": model, "trigger": trigger, "params": params or {}}
+        if reason:
+            state |= {"reason": reason, "monitoring_report": monitoring_report}
         visited: list[str] = []
 
         def visit(name: str) -> None:

@@ -26,6 +26,7 @@ import tarfile
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ class Endpoint:
     model: str  # the inferline model it serves
     status: str = "Creating"
     backend: Backend | None = None
+    # when it last changed config (created, updated, rolled back to): SageMaker's LastModifiedTime
+    last_modified: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -85,6 +88,7 @@ class LocalEndpoints:
         endpoint = self.endpoints.setdefault(name, Endpoint(name=name, model=model))
         backend = self._start_backend(endpoint, config_name)
         endpoint.backend, endpoint.status = backend, "InService"
+        endpoint.last_modified = _now()
 
     def update(self, name: str, config_name: str) -> None:
         """UpdateEndpoint: returns at once; the endpoint is Updating until the new server
@@ -107,6 +111,7 @@ class LocalEndpoints:
             "EndpointName": name,
             "EndpointStatus": endpoint.status,
             "EndpointConfigName": endpoint.config_name,
+            "LastModifiedTime": endpoint.last_modified,
         }
 
     def revive_if_dead(self, name: str) -> None:
@@ -144,6 +149,8 @@ class LocalEndpoints:
                 return
             blue, endpoint.backend = endpoint.backend, green  # new requests go to green now
             endpoint.status = "InService"
+            if blue is None or blue.config_name != green.config_name:  # not a revival
+                endpoint.last_modified = _now()
             self._remember_current(endpoint)
             log.info("%s now serves %s (version %s)", endpoint.name, config_name, green.version)
         finally:
@@ -201,6 +208,10 @@ class LocalEndpoints:
         shutil.copytree(source, staged)
         shutil.rmtree(current, ignore_errors=True)
         staged.rename(current)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def free_port() -> int:

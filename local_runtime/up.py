@@ -218,6 +218,11 @@ def up(config: LocalConfig) -> None:
         app = create_app(config, serving_urls)
         stop_workers = start_batch_workers(config, queues)
         stack.callback(stop_workers.set)
+        from local_runtime.monitor import start_schedule
+
+        monitoring = start_schedule(config, models)  # cdk.json's monitorSchedule, as the Scheduler runs it
+        if monitoring is not None:
+            stack.callback(monitoring.set)
         for index in range(config.batch_workers):  # more chunk workers, as Lambda scales out
             worker = start_process(config, f"batch-worker-{index}", ["-m", "local_runtime.batch_worker"])
             stack.callback(stop_process, worker)

@@ -13,8 +13,10 @@ as CloudWatch does with missing data treated as "ignore".
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from inferline.spec import ModelSpec
 
@@ -28,6 +30,11 @@ VERSION_DIMENSION = "model_version"
 
 # The monitoring result's schema version (docs/monitoring.md describes it).
 RESULT_FORMAT = 1
+
+# How often every model is monitored (cdk.json's monitorSchedule): EventBridge Scheduler's
+# expression in AWS, the local runtime's interval in seconds.
+MONITOR_SCHEDULES: dict[str, int] = {"hourly": 3600, "daily": 86400}
+SCHEDULE_EXPRESSIONS: dict[str, str] = {"hourly": "rate(1 hour)", "daily": "rate(1 day)"}
 
 
 @dataclass(frozen=True)
@@ -81,8 +88,21 @@ FIGURES: tuple[str, ...] = (
     "MaxFeaturePSI",
     "LatencyP99Ms",
 )
+# CloudWatch units: counts, milliseconds; every other figure is a ratio or a metric (no unit).
+COUNTS = ("DriftedFeatures", "PredictionDrift", "NonFiniteScores", "Predictions", "LabeledPredictions")
+MILLISECONDS = ("LatencyP99Ms",)
 
 ALARMS_BY_KEY: dict[str, Alarm] = {a.key: a for a in ALARMS}
+
+
+def metric_unit(metric: str) -> str:
+    """The CloudWatch unit of a figure (Powertools' MetricUnit values)."""
+    return "Count" if metric in COUNTS else "Milliseconds" if metric in MILLISECONDS else "None"
+
+
+def new_run_id(now: datetime) -> str:
+    """A monitoring run's id: sortable by time (history lists runs in order)."""
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
 def alarm_name(prefix: str, model: str, alarm: Alarm) -> str:

@@ -158,3 +158,37 @@ RETRAIN_RESULT_PATHS: dict[str, str] = {
 # Endpoint states that mean "still changing": the wait loop goes round again.
 ENDPOINT_CHANGING = ("Creating", "Updating", "SystemUpdating", "RollingBack")
 ENDPOINT_WAIT_SECONDS = 60
+
+
+# -- the monitoring workflow ------------------------------------------------------------------
+#
+# In AWS a Step Functions STANDARD workflow per stack ("<prefix>-monitor"), started by
+# EventBridge Scheduler (monitorSchedule in cdk.json) or by hand (`inferline monitor --aws`)
+# with {"model", "since"?, "until"?, "trigger"?}; on one machine local_runtime.monitor runs the
+# same functions (functions/monitor/steps.py, model_artifacts.monitoring) in the same order.
+#
+#   Prepare     $.run {"run_id", "model", "since", "until", "trigger", "champion": {"version",
+#               "model_data_url", "serving_since"}, "job_name", "arguments": [...], "result_uri",
+#               "report_uri"}
+#   Monitor     SageMaker processing job (.sync) on the serving image running
+#               `python -m model_artifacts.monitoring` with $.run.arguments: reads the window's
+#               logs from S3, writes result.json, summary.json and report.html -> $.job
+#   Publish     reads result.json and sends its figures to CloudWatch (EMF) -> $.published
+#               {"status", "headline", "in_alarm", "report_uri", "figures"}; the alarms on those
+#               metrics notify the alarm topic, and a drift or quality alarm starts retraining
+#               (functions/monitor: trigger_retraining, with a cool-down)
+#   a failed step ends in MonitoringFailed (the state machine's failure alarm notifies)
+
+MONITOR_PREPARE = "Prepare"
+MONITOR_JOB = "Monitor"
+MONITOR_PUBLISH = "Publish"
+MONITOR_FAILED = "MonitoringFailed"
+MONITOR_STEPS: tuple[str, ...] = (MONITOR_PREPARE, MONITOR_JOB, MONITOR_PUBLISH)
+MONITOR_LAMBDAS: dict[str, str] = {MONITOR_PREPARE: "prepare", MONITOR_PUBLISH: "publish"}
+MONITOR_RESULT_PATHS: dict[str, str] = {
+    MONITOR_PREPARE: "$.run",
+    MONITOR_JOB: "$.job",
+    MONITOR_PUBLISH: "$.published",
+}
+# The monitoring job's entry point in the serving image (a processing job's ContainerEntrypoint).
+MONITOR_ENTRYPOINT: tuple[str, ...] = ("python", "-m", "model_artifacts.monitoring")

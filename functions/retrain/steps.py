@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from inferline import endpoints
 from inferline.resources import endpoint_name, model_package_group, model_version_prefix, split_s3_uri
 from inferline.spec import ModelSpec, load_spec
 from retrain import dataset, deploy, gate, registry
@@ -64,7 +65,7 @@ def build_dataset(state: dict[str, Any], svc: Services) -> dict[str, Any]:
     spec = svc.load_spec(model)
     now = svc.now()
     run_id = state.get("run_id") or new_run_id(now)
-    champion = deploy.champion(svc.sagemaker, endpoint_name(svc.prefix, model), svc.s3)
+    champion = endpoints.champion(svc.sagemaker, endpoint_name(svc.prefix, model), svc.s3)
     group = model_package_group(svc.prefix, model)
     if champion["version"] and registry.find(svc.sagemaker, group, champion["version"]) is None:
         # The version the stack was deployed with: registered, so a rollback can return to it.
@@ -77,14 +78,14 @@ def build_dataset(state: dict[str, Any], svc: Services) -> dict[str, Any]:
     first = registry.next_version(svc.sagemaker, group, champion["version"])
     version = registry.claim_version(svc.s3, svc.data_bucket, model, first, run_id)
     built = dataset.build_dataset(svc.s3, spec=spec, data_bucket=svc.data_bucket, run_id=run_id, now=now)
-    job = deploy.resource_name(svc.prefix, model, f"v{version}", run_id)
+    job = endpoints.resource_name(svc.prefix, model, f"v{version}", run_id)
     models = f"s3://{svc.artifacts_bucket}/{model_version_prefix(model)}"
     return built | {
         "run_id": run_id,
         "contender_version": version,
         "champion": champion,
         "training_job_name": job,
-        "evaluation_job_name": deploy.resource_name(svc.prefix, model, "eval", f"v{version}", run_id),
+        "evaluation_job_name": endpoints.resource_name(svc.prefix, model, "eval", f"v{version}", run_id),
         "output_uri": models,
         # Beside the model version SageMaker writes under <output>/<job>/output/model.tar.gz.
         "evaluation_uri": f"{models}{job}/evaluation/",
@@ -181,6 +182,9 @@ def notification(state: dict[str, Any]) -> tuple[str, str]:
         FAILED: f"[inferline] {model}: retraining failed; version {champion} keeps serving",
     }[result]
     lines = [subject.removeprefix("[inferline] "), ""]
+    if state.get("trigger") == "monitoring":
+        lines += [f"Started early by monitoring: {state.get('reason')}",
+                  f"Monitoring report: {state.get('monitoring_report')}", ""]  # fmt: skip
     if result == SKIPPED:
         lines.append(f"Reason: {data.get('reason')}")
     if result == FAILED:
@@ -264,7 +268,7 @@ def rollback(model: str, svc: Services, to_version: str | None = None) -> dict[s
     sm = svc.sagemaker
     endpoint = endpoint_name(svc.prefix, model)
     group = model_package_group(svc.prefix, model)
-    serving = deploy.champion(sm, endpoint)
+    serving = endpoints.champion(sm, endpoint)
     approved = [v for v in registry.versions(sm, group) if v["approval"] == registry.APPROVED]
     others = [v for v in approved if v["version"] != serving["version"]]
     if to_version is not None:

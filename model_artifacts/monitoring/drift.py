@@ -76,7 +76,9 @@ def categorical_drift(baseline: dict[str, Any], counts: dict[str, int]) -> dict[
         "statistic": statistic,
         "p_value": p_value,
         "categories": {
-            "values": levels, "reference": (ref / ref.sum()).tolist(), "window": (win / total).tolist()
+            "values": levels,
+            "reference": (ref / ref.sum()).tolist(),
+            "window": (win / total).tolist(),
         },
     }
 

@@ -13,7 +13,6 @@ import json
 import logging
 import tarfile
 import tempfile
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from inferline.monitoring import ALARMS_BY_KEY, RESULT_FORMAT, evaluate
+from inferline.monitoring import ALARMS_BY_KEY, RESULT_FORMAT, evaluate, new_run_id
 from inferline.resources import (
     base_training_key,
     monitoring_baseline_key,
@@ -54,10 +53,6 @@ class MonitoringRun:
     result: dict[str, Any]
     html: str
     uris: dict[str, str]  # result, summary, report -> s3:// URI (empty when not written)
-
-
-def new_run_id(now: datetime) -> str:
-    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
 def default_window(spec: ModelSpec, now: datetime) -> tuple[datetime, datetime]:

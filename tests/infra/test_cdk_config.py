@@ -143,12 +143,16 @@ def test_every_retraining_problem_is_listed_at_once():
         load_config({"retrainSchedule": "rate(30 days)"})
 
 
-def test_training_runs_the_serving_image_so_architectures_must_match():
+def test_training_and_monitoring_run_the_serving_image_so_architectures_must_match():
     with pytest.raises(ConfigError, match="trainingInstanceType='ml.m5.large': must have the same "
                        r"CPU architecture as instanceType \(ml.c7g.xlarge\)"):
         load_config({"instanceType": "ml.c7g.xlarge"})
-    assert load_config({"instanceType": "ml.c7g.xlarge",
-                        "trainingInstanceType": "ml.m6g.large"}).training_instance_type == "ml.m6g.large"
+    with pytest.raises(ConfigError, match="monitorInstanceType='ml.m5.large': must have the same "
+                       r"CPU architecture as instanceType \(ml.c7g.xlarge\)"):
+        load_config({"instanceType": "ml.c7g.xlarge", "trainingInstanceType": "ml.m6g.large"})
+    graviton = load_config({"instanceType": "ml.c7g.xlarge", "trainingInstanceType": "ml.m6g.large",
+                            "monitorInstanceType": "ml.m6g.large"})
+    assert (graviton.training_instance_type, graviton.monitor_instance_type) == ("ml.m6g.large",) * 2
     # a prebuilt image's architecture is not known here: the user's call
     image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/inferline:1.0"
     assert load_config({"instanceType": "ml.c7g.xlarge", "servingImage": image})

@@ -12,6 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.validate import validate_parameters
 
+from inferline import endpoints
 from inferline.prediction_log import prediction_record
 from inferline.resources import (
     bucket_name,
@@ -369,7 +370,7 @@ def test_two_runs_started_together_train_different_versions(platform):
 def test_deploy_is_blue_green_with_rollback_alarms_and_verify_catches_a_silent_rollback(platform):
     sm = platform.sagemaker
     endpoint = endpoint_name(platform.prefix, MODEL)
-    champion = deploy.champion(sm, endpoint)
+    champion = endpoints.champion(sm, endpoint)
     assert champion["version"] == "1"
     # Without rollback alarms (as locally) there is no AutoRollbackConfiguration at all:
     # SageMaker refuses an empty alarm list.
@@ -393,7 +394,7 @@ def test_deploy_is_blue_green_with_rollback_alarms_and_verify_catches_a_silent_r
         == "ALL_AT_ONCE"
     )
     model = sm.describe_model(ModelName=started["model_name"])["PrimaryContainer"]
-    assert model["Environment"][deploy.VERSION_ENV] == "2"
+    assert model["Environment"][endpoints.VERSION_ENV] == "2"
     sm.roll_back = True
     assert deploy.status(sm, endpoint)["status"] == "Updating"
     with pytest.raises(deploy.PromotionRolledBack, match="rolled back"):
@@ -404,7 +405,7 @@ def test_deploy_is_blue_green_with_rollback_alarms_and_verify_catches_a_silent_r
 
 
 def served_version(svc) -> str:
-    return deploy.champion(svc.sagemaker, endpoint_name(svc.prefix, MODEL))["version"]
+    return endpoints.champion(svc.sagemaker, endpoint_name(svc.prefix, MODEL))["version"]
 
 
 @pytest.fixture
