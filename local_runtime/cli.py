@@ -432,7 +432,7 @@ def cmd_monitor(args, config: LocalConfig) -> int:
         print(json.dumps(result))
     else:
         show_monitoring(result)
-    err.print(f"report: {report}")
+    err.print(f"report: {report}", soft_wrap=True, highlight=False)
     return 0
 
 

@@ -32,11 +32,11 @@ def run_monitor_demo(config: LocalConfig) -> None:
 
     step(1, "What serves now")
     print_models(config, MODEL)
-    claim = svc.s3.list_objects_v2(Bucket=bucket_name(config.prefix, "data"), Prefix=retrain_trigger_key(MODEL))
-    if claim.get("KeyCount"):
+    data = bucket_name(config.prefix, "data")
+    if svc.s3.list_objects_v2(Bucket=data, Prefix=retrain_trigger_key(MODEL)).get("KeyCount"):
         # An earlier demo's alarm started retraining within the cool-down (72 h): this demo
         # starts the clock afresh so its alarm can retrain too. A real alarm would wait.
-        svc.s3.delete_object(Bucket=bucket_name(config.prefix, "data"), Key=retrain_trigger_key(MODEL))
+        svc.s3.delete_object(Bucket=data, Key=retrain_trigger_key(MODEL))
         console.print("[dim]demo: an earlier demo's retraining cool-down was cleared[/]")
 
     step(2, f"A normal day: {NORMAL_ROWS:,} requests like the training data, then their ground truth")
