@@ -24,7 +24,7 @@ DRIFT, QUALITY, DATA_QUALITY = "drift", "quality", "data_quality"
 
 # The Powertools service name of the Publish Lambda: a dimension of every monitoring metric
 # (beside "model", and "model_version" on the per-version copy).
-METRICS_SERVICE = "monitor"
+METRICS_SERVICE = "monitor-publish"
 MODEL_DIMENSION = "model"
 VERSION_DIMENSION = "model_version"
 
@@ -101,8 +101,8 @@ def metric_unit(metric: str) -> str:
 
 
 def new_run_id(now: datetime) -> str:
-    """A monitoring run's id: sortable by time (history lists runs in order)."""
-    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    """A monitoring run's id: sortable by time, to the millisecond (history lists runs in order)."""
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{uuid.uuid4().hex[:6]}"
 
 
 def alarm_name(prefix: str, model: str, alarm: Alarm) -> str:

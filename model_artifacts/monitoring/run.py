@@ -185,9 +185,9 @@ def load_bundle(s3, model_data_url: str) -> ModelBundle:
 def resolve_baseline(
     s3, bucket: str, spec: ModelSpec, bundle: ModelBundle, version: str
 ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """The version's baseline: its own; else one computed earlier and kept; else computed now
-    from its training data (found by the data hash the version recorded) and kept. None, with
-    the reason, when none can be had."""
+    """The version's baseline and where it came from (status "version": its own; "kept": computed
+    by an earlier run; "computed": computed now from its training data, found by the data hash
+    the version recorded, and kept), or None with status "missing" and the reason."""
 
     def info(status: str, baseline: dict | None, message: str | None = None) -> dict[str, Any]:
         return {
@@ -199,12 +199,12 @@ def resolve_baseline(
         }
 
     if is_current(bundle.baseline):
-        return bundle.baseline, info("carried by the version", bundle.baseline)
+        return bundle.baseline, info("version", bundle.baseline)
     key = monitoring_baseline_key(spec.name, version)
     try:
         kept = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         if is_current(kept):
-            return kept, info("computed when first monitored", kept)
+            return kept, info("kept", kept)
     except s3.exceptions.NoSuchKey:
         pass
     frame, where, why = find_training_data(s3, bucket, spec, bundle, version)
@@ -213,7 +213,7 @@ def resolve_baseline(
     baseline = baseline_from_training_data(spec, bundle, frame, where)
     s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(baseline).encode(), ContentType="application/json")
     log.info("computed the baseline of %s version %s from %s", spec.name, version, where)
-    return baseline, info("computed when first monitored", baseline)
+    return baseline, info("computed", baseline)
 
 
 def find_training_data(
