@@ -8,7 +8,7 @@ UV_VERSION := 0.13.8
 export UV_PYTHON_DOWNLOADS := never
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup up demo demo-retrain demo-monitor down test test-unit test-integration test-infra lint synth bench clean
+.PHONY: setup browser up demo demo-retrain demo-monitor down test test-unit test-integration test-infra lint synth bench clean
 
 setup: $(VENV)/.installed $(if $(wildcard package.json),node_modules/.installed)
 
@@ -20,6 +20,11 @@ $(VENV)/.installed: pyproject.toml uv.lock
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
+
+# The monitoring report's browser test renders it in Debian's headless chromium.
+browser:
+	@command -v chromium >/dev/null || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium fonts-dejavu-core; }
 
 up: setup            ## run the platform in the foreground (Ctrl-C stops it)
 	$(BIN)/inferline up
@@ -36,10 +41,10 @@ demo-monitor: setup  ## monitoring: a normal day, drift, the alarm, early retrai
 down:                ## stop a platform started by `make demo` / `inferline up --detach`
 	$(BIN)/inferline down
 
-test: setup          ## every tier; the same command CI runs
+test: setup browser  ## every tier; the same command CI runs
 	$(BIN)/pytest
 
-test-unit: setup
+test-unit: setup browser
 	$(BIN)/pytest tests/unit
 
 test-integration: setup

@@ -294,12 +294,18 @@ def alarm_states(spec: ModelSpec, figures: dict[str, float | None], history: lis
 
 
 def read_history(s3, bucket: str, model: str, now: datetime) -> list[dict[str, Any]]:
-    """The summaries of the model's runs in the last HISTORY_DAYS (at most HISTORY_RUNS)."""
+    """The summaries of the model's runs in the HISTORY_DAYS before `now` (at most HISTORY_RUNS;
+    a run dated in the past does not see the runs after it)."""
     prefix = monitoring_runs_prefix(model)
     start = prefix + f"{now - timedelta(days=HISTORY_DAYS):%Y%m%dT%H%M%SZ}"
+    end = prefix + new_run_id(now)  # run ids sort by time: this run's would sort here
     keys = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, StartAfter=start):
-        keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith("/" + SUMMARY_FILE)]
+        keys += [
+            o["Key"]
+            for o in page.get("Contents", [])
+            if o["Key"].endswith("/" + SUMMARY_FILE) and o["Key"] < end
+        ]
     out = []
     for key in sorted(keys)[-HISTORY_RUNS:]:
         try:
@@ -375,7 +381,7 @@ def summarize(spec: ModelSpec, result: dict[str, Any]) -> dict[str, Any]:
         )
     for key in in_alarm:
         alarm = result["alarms"][key]
-        if alarm["kind"] == "data_quality":
+        if alarm["kind"] == "data_quality" and alarm["value"] is not None:  # (not one kept from before)
             findings.append(f"Data quality: {alarm['metric']} is {_num(alarm['value'])} "
                             f"(threshold {_num(alarm['threshold'])}).")  # fmt: skip
     refused = dq["refusals"]
@@ -405,6 +411,9 @@ def summarize(spec: ModelSpec, result: dict[str, Any]) -> dict[str, Any]:
                            "unit change) before trusting a retrained model.")  # fmt: skip
         if any(result["alarms"][k]["kind"] == "data_quality" for k in in_alarm):
             actions.append("Fix the data-quality issue at its source: retraining does not fix broken inputs.")
+    if result["baseline"]["status"] == "missing":
+        actions.append(f"Retrain {spec.name} (inferline retrain {spec.name}): every new version carries the "
+                       "baseline drift and the estimated metric are judged against.")  # fmt: skip
     if not actions and status == "healthy":
         actions.append("Nothing to do.")
     return {"status": status, "headline": headline, "findings": findings, "actions": actions,
@@ -438,6 +447,8 @@ def _versus(drop: float | None) -> str:
 
 
 def _num(value: Any) -> str:
+    if value is None:
+        return "unknown"
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
