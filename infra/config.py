@@ -215,6 +215,10 @@ def load_config(context: Mapping[str, Any]) -> Config:
             problems.append(f"models: schedule name '{retrain_schedule_name(prefix, model)}' is "
                             "over EventBridge Scheduler's 64 characters; shorten the prefix or "
                             "model name")
+        if monitor_schedule and len(monitor_schedule_name(prefix, model)) > 64:
+            problems.append(f"models: schedule name '{monitor_schedule_name(prefix, model)}' is "
+                            "over EventBridge Scheduler's 64 characters; shorten the prefix or "
+                            "model name (or leave monitorSchedule empty)")
     if len(set(models)) != len(models):
         problems.append(f"models: listed twice: {sorted({m for m in models if models.count(m) > 1})}")
 
@@ -280,6 +284,10 @@ def _model_data(value: str) -> ModelData:
 
 def retrain_schedule_name(prefix: str, model: str) -> str:
     return f"{prefix}-retrain-{model}"
+
+
+def monitor_schedule_name(prefix: str, model: str) -> str:
+    return f"{prefix}-monitor-{model}"
 
 
 def _as_list(value: Any) -> list[str]:

@@ -1,9 +1,11 @@
 """Observability: alarms on every part of the online and batch paths and on failed retraining
-runs, an SNS topic they notify, and a CloudWatch dashboard that follows a prediction from the
-API to the endpoint and back, and a batch job from its queue to its email.
+and monitoring runs, an SNS topic they notify, and a CloudWatch dashboard that follows a
+prediction from the API to the endpoint and back, a batch job from its queue to its email, and
+each model's monitored figures.
 
 The endpoint's error and latency alarms are made by Serving (a deployment rolls back on
-them); here they are wired to the topic and shown with the rest.
+them), and the monitoring alarms by Monitoring (a drift or quality alarm starts retraining);
+here they are wired to the topic and shown with the rest.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from constructs import Construct
 
 from infra.batch import JOBS_FAILED_METRIC, MAX_RECEIVE_COUNT, Batch
 from infra.config import Config
+from infra.monitoring import Monitoring
 from infra.online_api import OnlineApi
 from infra.retraining import Retraining
 from infra.serving import Serving
 
 PERIOD = Duration.minutes(5)
+# Monitoring runs hourly or daily: its graphs show a week of runs.
+MONITORING_RANGE = "-P7D"
 GREATER_OR_EQUAL = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
 
 
@@ -38,6 +43,7 @@ class Observability(Construct):
         online_api: OnlineApi,
         batch: Batch,
         retraining: Retraining,
+        monitoring: Monitoring,
     ) -> None:
         super().__init__(scope, construct_id)
         prefix = config.prefix
@@ -129,6 +135,24 @@ class Observability(Construct):
             "retraining topic got the error, and the execution's history shows the step.",
         )
 
+        monitor = monitoring.state_machine
+        alarm(
+            "MonitorFailures",
+            "monitor-failures",
+            cloudwatch.MathExpression(
+                expression="failed + timedOut",
+                using_metrics={
+                    "failed": monitor.metric_failed(period=PERIOD, statistic="Sum"),
+                    "timedOut": monitor.metric_timed_out(period=PERIOD, statistic="Sum"),
+                },
+                label="failed or timed out",
+                period=PERIOD,
+            ),
+            "A monitoring run failed or timed out: its figures were not published, so the "
+            "monitoring alarms keep their state; the execution's history shows the step (a "
+            "monitoring job's failure reason is in its SageMaker description).",
+        )
+
         for q in batch.queues:
             dlq = q.dead_letter_queue
             # The dead-letter Lambda drains its queue within seconds, so the depth alone is
@@ -171,7 +195,8 @@ class Observability(Construct):
               "emailed why, and the job item's failure_reason says it too.")
 
         endpoints = list(serving.endpoints.values())
-        for each in [*self.alarms, *(a for e in endpoints for a in e.alarms)]:
+        monitored = list(monitoring.alarms.values())
+        for each in [*self.alarms, *(a for e in endpoints for a in e.alarms), *monitored]:
             each.add_alarm_action(actions.SnsAction(self.topic))
             each.add_ok_action(actions.SnsAction(self.topic))
 
@@ -192,9 +217,9 @@ class Observability(Construct):
             ),
             cloudwatch.AlarmStatusWidget(
                 title="Alarms",
-                alarms=[*self.alarms, *(a for e in endpoints for a in e.alarms)],
+                alarms=[*self.alarms, *(a for e in endpoints for a in e.alarms), *monitored],
                 width=24,
-                height=4,
+                height=6,
             ),
         )
         self.dashboard.add_widgets(
@@ -299,3 +324,46 @@ class Observability(Construct):
             ),
             cloudwatch.GraphWidget(title="Batch jobs failed", left=[jobs_failed], width=8),
         )
+        self._monitoring_widgets(monitoring, config)
+
+    def _monitoring_widgets(self, monitoring: Monitoring, config: Config) -> None:
+        """Each model's monitored figures, one row per model: what the monitoring alarms watch
+        (by model, across versions), over a week of runs."""
+        week = {"start": MONITORING_RANGE, "height": 6}
+        schedule = config.monitor_schedule or "started by hand"
+        self.dashboard.add_widgets(cloudwatch.TextWidget(
+            markdown=f"## Model monitoring\nOne point per monitoring run ({schedule}); the newest "
+            "run's report is `s3://<DataBucket>/monitoring/<model>/latest/report.html`. Drift and "
+            "quality alarms start retraining.",
+            width=24,
+            height=2,
+        ))  # fmt: skip
+        for model in config.models:
+            def figures(*names: str, model: str = model) -> list[cloudwatch.IMetric]:
+                return [monitoring.metric(model, name) for name in names]
+
+            self.dashboard.add_widgets(
+                cloudwatch.GraphWidget(
+                    title=f"{model}: drift (drifted inputs, prediction drift; max PSI right)",
+                    left=figures("DriftedFeatures", "PredictionDrift"),
+                    right=figures("MaxFeaturePSI"),
+                    width=6, **week,
+                ),
+                cloudwatch.GraphWidget(
+                    title=f"{model}: quality (live and estimated metric; drops right)",
+                    left=figures("LiveMetric", "EstimatedMetric"),
+                    right=figures("MetricDrop", "EstimatedMetricDrop"),
+                    width=6, **week,
+                ),
+                cloudwatch.GraphWidget(
+                    title=f"{model}: data quality (shares)",
+                    left=figures("MissingShare", "UnknownCategoryShare", "OutOfRangeShare",
+                                 "DefaultFeaturesShare", "RefusedShare"),
+                    width=6, **week,
+                ),
+                cloudwatch.GraphWidget(
+                    title=f"{model}: predictions and labeled predictions per run",
+                    left=figures("Predictions", "LabeledPredictions"),
+                    width=6, **week,
+                ),
+            )  # fmt: skip

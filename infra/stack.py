@@ -9,6 +9,7 @@ from inferline.resources import UPLOADS_PREFIX
 from infra.batch import Batch
 from infra.config import Config
 from infra.lambda_code import LambdaFunctions
+from infra.monitoring import Monitoring
 from infra.observability import Observability
 from infra.online_api import OnlineApi
 from infra.retraining import Retraining
@@ -21,8 +22,8 @@ class InferlineStack(Stack):
         super().__init__(
             scope,
             construct_id,
-            description="inferline: serverless ML serving and retraining (API Gateway, Step "
-            "Functions, Lambda, SageMaker, DynamoDB, S3, SQS, SES)",
+            description="inferline: serverless ML serving, monitoring and retraining (API Gateway, "
+            "Step Functions, Lambda, SageMaker, DynamoDB, S3, SQS, SES)",
             **kwargs,
         )
         self.config = config
@@ -42,9 +43,15 @@ class InferlineStack(Stack):
             self, "Retraining", config=config, storage=self.storage, serving=self.serving,
             lambdas=lambdas,
         )
+        # Monitoring starts retraining when a model drifts or its quality drops.
+        self.monitoring = Monitoring(
+            self, "Monitoring", config=config, storage=self.storage, serving=self.serving,
+            retraining=self.retraining, lambdas=lambdas,
+        )
         self.observability = Observability(
             self, "Observability", config=config, serving=self.serving,
             online_api=self.online_api, batch=self.batch, retraining=self.retraining,
+            monitoring=self.monitoring,
         )
 
         api = self.online_api
@@ -78,6 +85,11 @@ class InferlineStack(Stack):
                   value=self.retraining.state_machine.state_machine_arn,
                   description="Retrain a model: aws stepfunctions start-execution "
                   "--state-machine-arn <this> --input '{\"model\": \"<model>\"}'")
+        CfnOutput(self, "MonitorStateMachineArn",
+                  value=self.monitoring.state_machine.state_machine_arn,
+                  description="Monitor a model now: aws stepfunctions start-execution "
+                  "--state-machine-arn <this> --input '{\"model\": \"<model>\"}' (the report: "
+                  "s3://<DataBucket>/monitoring/<model>/latest/report.html)")
         CfnOutput(self, "RetrainTopicArn", value=self.retraining.topic.topic_arn,
                   description="SNS topic of retraining outcomes (promoted, rejected, skipped, failed)")
         CfnOutput(

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from inferline import endpoints
 from inferline.monitoring import ALARMS_BY_KEY, metric_unit, new_run_id, parse_alarm_name
+from inferline.objects import get_if_exists
 from inferline.resources import (
     endpoint_name,
     monitoring_latest_prefix,
@@ -222,13 +223,8 @@ def claim_cooldown(s3, bucket: str, spec: ModelSpec, now: datetime, reason: str)
     """(True, the new claim) when no retraining was started within the cool-down and this call
     wrote the claim first; else (False, the claim in force)."""
     key = retrain_trigger_key(spec.name)
-    try:
-        current = s3.get_object(Bucket=bucket, Key=key)
-        last, etag = json.loads(current["Body"].read()), current["ETag"]
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] not in ("NoSuchKey", "404"):
-            raise
-        last, etag = None, None
+    current = get_if_exists(s3, bucket, key)
+    last, etag = (json.loads(current["Body"].read()), current["ETag"]) if current else (None, None)
     if last and now < datetime.fromisoformat(last["cooldown_until"]):
         return False, last
     hours = spec.monitoring.retrain_cooldown_hours

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from inferline.monitoring import ALARMS_BY_KEY, RESULT_FORMAT, evaluate, new_run_id
+from inferline.objects import get_if_exists
 from inferline.resources import (
     base_training_key,
     monitoring_baseline_key,
@@ -201,12 +202,10 @@ def resolve_baseline(
     if is_current(bundle.baseline):
         return bundle.baseline, info("version", bundle.baseline)
     key = monitoring_baseline_key(spec.name, version)
-    try:
-        kept = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        if is_current(kept):
-            return kept, info("kept", kept)
-    except s3.exceptions.NoSuchKey:
-        pass
+    found = get_if_exists(s3, bucket, key)
+    kept = json.loads(found["Body"].read()) if found else None
+    if is_current(kept):
+        return kept, info("kept", kept)
     frame, where, why = find_training_data(s3, bucket, spec, bundle, version)
     if frame is None:
         return None, info("missing", None, why)
@@ -225,21 +224,19 @@ def find_training_data(
 
     expected = bundle.info.get("data_sha256")
     candidates = []
+    found = get_if_exists(s3, bucket, retrain_version_claim_key(spec.name, version))
     try:
-        claim = json.loads(
-            s3.get_object(Bucket=bucket, Key=retrain_version_claim_key(spec.name, version))["Body"].read()
-        )
-        run = retrain_run_prefix(spec.name, claim["run_id"])
-        candidates.append(f"{run}train/train.csv")
-    except (s3.exceptions.NoSuchKey, KeyError, ValueError):
-        pass
+        run_id = json.loads(found["Body"].read())["run_id"] if found else None
+    except (KeyError, ValueError):
+        run_id = None
+    if run_id:
+        candidates.append(f"{retrain_run_prefix(spec.name, run_id)}train/train.csv")
     candidates.append(base_training_key(spec.name))
     for key in candidates:
-        try:
-            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except s3.exceptions.NoSuchKey:
+        found = get_if_exists(s3, bucket, key)
+        if found is None:
             continue
-        frame = pd.read_csv(io.BytesIO(body))
+        frame = pd.read_csv(io.BytesIO(found["Body"].read()))
         if expected and frame_sha256(frame) == expected:
             return frame, f"s3://{bucket}/{key}", ""
     tried = ", ".join(f"s3://{bucket}/{k}" for k in candidates)
@@ -308,9 +305,12 @@ def read_history(s3, bucket: str, model: str, now: datetime) -> list[dict[str, A
         ]
     out = []
     for key in sorted(keys)[-HISTORY_RUNS:]:
+        found = get_if_exists(s3, bucket, key)
+        if found is None:
+            continue
         try:
-            out.append(json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
-        except (s3.exceptions.NoSuchKey, ValueError):
+            out.append(json.loads(found["Body"].read()))
+        except ValueError:  # a summary being rewritten: the next run reads it
             continue
     return out
 

@@ -29,6 +29,27 @@ def resolve(value: Any) -> Any:
     return value
 
 
+def with_parameters(value: Any, parameters: dict[str, str]) -> Any:
+    """A template (or part of one) as deployed with these parameter values: each Ref to one of
+    them replaced by its value, and Fn::Split / Fn::Select over known text evaluated (how a URL
+    parameter becomes an object's ARN)."""
+    if isinstance(value, list):
+        return [with_parameters(v, parameters) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        (key, arg), = value.items()
+        if key == "Ref" and arg in parameters:
+            return parameters[arg]
+        arg = with_parameters(arg, parameters)
+        if key == "Fn::Split" and all(isinstance(a, str) for a in arg):
+            return arg[1].split(arg[0])
+        if key == "Fn::Select" and isinstance(arg[1], list) and all(isinstance(a, str) for a in arg[1]):
+            return arg[1][int(arg[0])]
+        return {key: arg}
+    return {k: with_parameters(v, parameters) for k, v in value.items()}
+
+
 def role_statements(template: dict[str, Any], role_logical_id: str) -> list[dict]:
     """Every IAM statement of the policies attached to a role, intrinsics resolved."""
     statements = []

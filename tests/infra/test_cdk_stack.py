@@ -10,6 +10,7 @@ from aws_cdk.assertions import Match
 from infra_helpers import actions_on, resolve
 from infra_helpers import role_statements as statements_of_role
 
+from inferline.monitoring import ALARMS, alarm_name
 from inferline.resources import BUCKETS, ENV_VARS, TABLES, endpoint_name, table_name
 
 # -- helpers ---------------------------------------------------------------------------
@@ -359,6 +360,9 @@ def test_alarms_cover_the_online_and_batch_paths_and_notify_the_topic(synth):
     expected |= {f"{prefix}-batch-{fn}-errors" for fn in ("split", "chunk", "dead-letter")}
     expected |= {f"{prefix}-batch-jobs-failed"}
     expected |= {f"{prefix}-retrain-failures"}  # tests/infra/test_cdk_retraining.py
+    # monitoring (tests/infra/test_cdk_monitoring.py): its runs, and one per model and ALARMS row
+    expected |= {f"{prefix}-monitor-failures"}
+    expected |= {alarm_name(prefix, m, a) for m in synth.config.models for a in ALARMS}
     assert names == expected
     topic = synth.logical_id(synth.stack.observability.topic)
     for alarm in alarms.values():

@@ -14,15 +14,22 @@ RETRAIN_ENV = {
     "ROLLBACK_ALARMS": json.dumps({"purchase-propensity": ["errors"]}),
     "RETRAIN_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:retrain",
 }
+# functions/monitor/settings.py (DATA_BUCKET and RESOURCE_PREFIX come with local_environment)
+MONITOR_ENV = {
+    "MODELS": json.dumps(["purchase-propensity"]),
+    "RETRAIN_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:test-retrain",
+}
 
 
 def test_handlers_import_no_ml_libraries_and_no_yaml():
     code = (
         "import json, sys\n"
         "import preprocess.handler, postprocess.handler, feedback.handler, retrain.handlers\n"
+        "import monitor.handlers\n"
         f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
     )
-    env = os.environ | local_environment("test") | RETRAIN_ENV | {"AWS_DEFAULT_REGION": "us-east-1"}
+    region = {"AWS_DEFAULT_REGION": "us-east-1"}
+    env = os.environ | local_environment("test") | RETRAIN_ENV | MONITOR_ENV | region
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []

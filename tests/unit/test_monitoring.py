@@ -451,3 +451,19 @@ def test_two_alarms_at_once_claim_the_cooldown_once(svc, world):
     first = steps.claim_cooldown(svc.s3, world.data, SPEC, NOW, "a")
     second = steps.claim_cooldown(svc.s3, world.data, SPEC, NOW, "b")
     assert first[0] is True and second[0] is False and second[1]["reason"] == "a"
+
+
+def test_a_missing_claim_reads_as_absent_whether_s3_says_404_or_403(svc, world):
+    """S3 answers 403, not 404, for a missing key to a role that may not list the bucket."""
+    from botocore.exceptions import ClientError
+
+    def denied(**kwargs):
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
+
+    s3 = SimpleNamespace(get_object=denied, put_object=world.s3.put_object)
+    claimed, record = steps.claim_cooldown(s3, world.data, SPEC, NOW, "drift")
+    assert claimed and record["reason"] == "drift"
+    # the claim exists now: a caller that truly may not read it is stopped by the conditional
+    # write, and its error surfaces instead of a second retraining
+    with pytest.raises(ClientError, match="AccessDenied"):
+        steps.claim_cooldown(s3, world.data, SPEC, NOW, "again")
