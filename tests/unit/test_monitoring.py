@@ -467,3 +467,14 @@ def test_a_missing_claim_reads_as_absent_whether_s3_says_404_or_403(svc, world):
     # write, and its error surfaces instead of a second retraining
     with pytest.raises(ClientError, match="AccessDenied"):
         steps.claim_cooldown(s3, world.data, SPEC, NOW, "again")
+
+
+def test_another_models_lines_never_count(world, bundle):
+    """A model's prefix holds only its own lines; a line naming another model is skipped, not judged."""
+    mine = log_traffic(world, bundle, 20, at=NOW - timedelta(hours=2), seed=21)
+    stray = [r | {"model": "other-model", "prediction_id": r["prediction_id"] + "-x"} for r in mine]
+    key = prediction_log_key(MODEL, NOW - timedelta(hours=2), "stray")
+    body = "".join(json.dumps(r) + "\n" for r in stray).encode()
+    world.s3.put_object(Bucket=world.data, Key=key, Body=body)
+    window = read_window(world.s3, world.data, SPEC, NOW - timedelta(hours=24), NOW)
+    assert window.n == 20 and window.skipped_lines == 20
