@@ -8,7 +8,7 @@ UV_VERSION := 0.13.8
 export UV_PYTHON_DOWNLOADS := never
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup browser up demo demo-retrain demo-monitor down test test-unit test-integration test-infra lint synth bench clean
+.PHONY: setup browser up demo demo-retrain demo-monitor down test test-unit test-integration test-infra lint synth bench bench-monitoring clean
 
 setup: $(VENV)/.installed $(if $(wildcard package.json),node_modules/.installed)
 
@@ -62,6 +62,9 @@ synth: setup         ## synthesize the CloudFormation template offline
 bench: setup         ## serving benchmark (installs mlflow into bench/.venv-mlflow for the peer)
 	bash bench/setup_mlflow.sh
 	$(BIN)/python bench/bench_serving.py
+
+bench-monitoring: setup  ## one monitoring run over a day of 1,000,000 logged predictions
+	$(BIN)/python bench/bench_monitoring.py
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .pytest_cache

@@ -176,7 +176,8 @@ def up(config: LocalConfig) -> None:
         )
     signal.signal(signal.SIGTERM, _interrupt)  # `inferline down` stops children too
     with ExitStack() as stack:
-        aws = start_process(config, "aws", ["-m", "moto.server", "-H", HOST, "-p", str(config.aws_port)])
+        aws_args = ["-m", "local_runtime.aws_server", "-H", HOST, "-p", str(config.aws_port)]
+        aws = start_process(config, "aws", aws_args)
         stack.callback(stop_process, aws)
         with console.status("[bold]Starting the embedded AWS (moto)..."):
             wait_for(f"{config.aws_url}/moto-api/", 30, aws, "moto server")

@@ -6,29 +6,39 @@
                   window's first day until now), the newest line per prediction id
     refusals      refusals/model=<m>/dt=<d>/*.jsonl      (refused requests and batch rows)
 
-Objects are fetched in parallel and parsed as they arrive; rows become numpy columns a block
-at a time (categories as integer codes), so memory grows with the rows kept, not the JSON
-read: a million predictions take a few hundred MB.
+Objects are fetched in parallel, a bounded number of bytes ahead of the parser, and parsed as
+they arrive, in key order. Lines are parsed one at a time from the object's text; each line's
+values are kept as they are and become numpy columns a block at a time (categories as integer
+codes), converted column by column, so memory grows with the rows kept, not the JSON read: a
+million predictions take a few hundred MB.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import itemgetter
 
 import numpy as np
 
-from inferline.ground_truth import latest_actuals
 from inferline.spec import ModelSpec
 
-READERS = 16  # parallel GETs (boto3 clients are thread-safe)
-BLOCK = 50_000  # rows parsed into Python lists before they become numpy columns
+# Parallel GETs (boto3 clients are thread-safe). Against the embedded AWS, 4 read a day's logs
+# faster than 8 or 16, with less CPU on both sides: more threads contend for the interpreter
+# with the parser here and with each other in the server (bench/RESULTS_MONITORING.md).
+READERS = 4
+AHEAD_BYTES = 96 * 1024 * 1024  # fetched ahead of the parser (a batch chunk's log is 30-40 MB)
+LOOKAHEAD = 4096  # objects listed ahead of the parser
+QUEUED = 256  # GETs queued for the readers: enough to keep them busy while a large object is parsed
+BLOCK = 50_000  # rows kept as Python values before they become numpy columns
 ONLINE, BATCH = 0, 1
+_DECODER = json.JSONDecoder()
+_NOT_FOUND = object()
 
 
 @dataclass
@@ -87,49 +97,118 @@ class Refusals:
     by_day: Counter = field(default_factory=Counter)
 
 
-def partition_keys(s3, bucket: str, prefix: str, first: datetime, last: datetime) -> Iterator[str]:
-    """Keys of the dt= partitions from `first`'s date to `last`'s (one listing per day)."""
+def partition_objects(
+    s3, bucket: str, prefix: str, first: datetime, last: datetime
+) -> Iterator[tuple[str, int]]:
+    """(key, size) of the objects in the dt= partitions from `first`'s date to `last`'s (one
+    listing per day)."""
     day = first.date()
     while day <= last.date():
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}dt={day}/")
         for page in pages:
-            yield from (obj["Key"] for obj in page.get("Contents", []))
+            yield from ((obj["Key"], int(obj.get("Size") or 0)) for obj in page.get("Contents", []))
         day += timedelta(days=1)
 
 
-def fetch(s3, bucket: str, keys: list[str]) -> Iterator[bytes]:
-    """The objects' bodies, in key order, READERS at a time (a bounded number ahead)."""
-    with ThreadPoolExecutor(READERS) as pool:
-        pending = []
-        for key in keys:
-            pending.append(pool.submit(lambda k: s3.get_object(Bucket=bucket, Key=k)["Body"].read(), key))
-            if len(pending) >= READERS * 2:
-                yield pending.pop(0).result()
-        for future in pending:
-            yield future.result()
+def fetch(s3, bucket: str, objects: Iterable[tuple[str, int]]) -> Iterator[bytes]:
+    """The bodies of the objects (key, size), in order, fetched READERS at a time ahead of the
+    consumer: up to QUEUED GETs, AHEAD_BYTES of objects by their listed sizes (and the next one
+    whatever its size) and LOOKAHEAD objects. An object that does not fit waits for room, in
+    order, while the objects listed after it are fetched if they fit: the many small online
+    objects of a day arrive while its large batch ones are parsed. The next object is never
+    left queued behind others: not started yet, it is fetched on a thread of its own. The
+    listing is read as the GETs need it."""
+
+    def get(key: str) -> bytes:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    listing = iter(objects)
+    window: deque[list] = deque()  # [key, size, future or None] of each object not yet yielded
+    waiting: deque[list] = deque()  # the window's entries not fetched yet, in order
+    running: deque = deque()  # GETs started, but the first ones done
+    held = 0  # listed bytes of the window's entries fetched or being fetched
+
+    def fits(entry: list) -> bool:
+        return entry is window[0] or held + entry[1] <= AHEAD_BYTES
+
+    def start(entry: list) -> None:
+        nonlocal held
+        entry[2] = pool.submit(get, entry[0])
+        running.append(entry[2])
+        held += entry[1]
+
+    pool, next_one = ThreadPoolExecutor(READERS), ThreadPoolExecutor(1)
+    try:
+        while True:
+            while running and running[0].done():
+                running.popleft()
+            while waiting and len(running) < QUEUED and fits(waiting[0]):
+                start(waiting.popleft())
+            while len(window) < LOOKAHEAD and len(running) < QUEUED:
+                following = next(listing, None)
+                if following is None:
+                    break
+                window.append(entry := [*following, None])
+                if fits(entry):
+                    start(entry)
+                else:
+                    waiting.append(entry)
+            if not window:
+                return
+            if window[0][2] is None:  # the queue was full
+                start(waiting.popleft())
+            key, size, future = window.popleft()
+            if future.cancel():  # still queued behind others
+                future = next_one.submit(get, key)
+            body = future.result()
+            held -= size
+            yield body
+    finally:  # also when the consumer stops early: the GETs not started are dropped
+        pool.shutdown(cancel_futures=True)
+        next_one.shutdown(cancel_futures=True)
 
 
 def read_ground_truth(
     s3, bucket: str, spec: ModelSpec, since: datetime, now: datetime
 ) -> dict[str, tuple[int, float]]:
     """prediction_id -> (class index, seconds from prediction to label) for every actual
-    that arrived from `since`'s day until `now` (newest line per id)."""
-    keys = list(partition_keys(s3, bucket, f"ground-truth/model={spec.name}/", since, now))
-    lines = (json.loads(line) for body in fetch(s3, bucket, keys) for line in body.splitlines() if line)
+    that arrived from `since`'s day until `now`: each id's newest line by recorded_at, a tie
+    keeping the later line (inferline.ground_truth.latest_actuals's rule, applied as the lines
+    arrive, so that one small tuple per id is held rather than every line)."""
+    objects = partition_objects(s3, bucket, f"ground-truth/model={spec.name}/", since, now)
     classes = {str(c): i for i, c in enumerate(spec.target.classes)}
-    out: dict[str, tuple[int, float]] = {}
-    for pid, line in latest_actuals(lines).items():
-        index = classes.get(str(line.get("actual")))
-        if index is None:
-            continue
-        try:
-            delay = (
-                datetime.fromisoformat(line["recorded_at"]) - datetime.fromisoformat(line["predicted_at"])
-            ).total_seconds()
-        except (KeyError, TypeError, ValueError):
+    newest: dict[str, tuple[int | None, float]] = {}
+    recorded_of: dict[str, str] = {}
+    texts: dict[str, str] = {}  # one copy of each recorded_at text (a request's lines share it)
+    times: dict[str, datetime] = {}
+
+    def when(text) -> datetime:
+        found = times.get(text)
+        if found is None:
+            found = times[text] = datetime.fromisoformat(text)
+        return found
+
+    for body in fetch(s3, bucket, objects):
+        for raw in body.splitlines():
+            if not raw:
+                continue
+            line = json.loads(raw)
+            pid = line.get("prediction_id")
+            recorded = str(line.get("recorded_at", ""))
+            seen = recorded_of.get(pid)
+            if seen is not None and recorded < seen:
+                continue
+            recorded_of[pid] = texts.setdefault(recorded, recorded)
+            index = classes.get(str(line.get("actual")))
             delay = math.nan
-        out[pid] = (index, delay)
-    return out
+            if index is not None:
+                try:
+                    delay = (when(line["recorded_at"]) - when(line["predicted_at"])).total_seconds()
+                except (KeyError, TypeError, ValueError):
+                    delay = math.nan
+            newest[pid] = (index, delay)
+    recorded_of.clear()
+    return {pid: value for pid, value in newest.items() if value[0] is not None}
 
 
 def read_window(
@@ -139,8 +218,8 @@ def read_window(
     actuals = read_ground_truth(s3, bucket, spec, since, now or until)
     window = Window(since=since, until=until)
     reader = _Reader(spec, window, actuals, since.isoformat(), until.isoformat())
-    keys = list(partition_keys(s3, bucket, f"predictions/model={spec.name}/", since, until))
-    for body in fetch(s3, bucket, keys):
+    objects = partition_objects(s3, bucket, f"predictions/model={spec.name}/", since, until)
+    for body in fetch(s3, bucket, objects):
         window.objects += 1
         window.bytes += len(body)
         reader.read(body)
@@ -153,8 +232,8 @@ def read_window(
 def read_refusals(s3, bucket: str, spec: ModelSpec, since: datetime, until: datetime) -> Refusals:
     out = Refusals()
     low, high = since.isoformat(), until.isoformat()
-    keys = list(partition_keys(s3, bucket, f"refusals/model={spec.name}/", since, until))
-    for body in fetch(s3, bucket, keys):
+    objects = partition_objects(s3, bucket, f"refusals/model={spec.name}/", since, until)
+    for body in fetch(s3, bucket, objects):
         for line in body.splitlines():
             if not line:
                 continue
@@ -173,8 +252,36 @@ def read_refusals(s3, bucket: str, spec: ModelSpec, since: datetime, until: date
     return out
 
 
+def _lines(body: bytes) -> Iterator[dict]:
+    """The JSON value of each non-empty line of `body`, as json.loads reads the line's bytes
+    (the same values, or the same error), parsed in place from the decoded text."""
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        text = None
+    if text is None:
+        yield from (json.loads(line) for line in body.split(b"\n") if line)
+        return
+    decode = _DECODER.raw_decode
+    start, size = 0, len(text)
+    while start < size:
+        end = text.find("\n", start)
+        if end < 0:
+            end = size
+        if end > start:
+            try:
+                value, stop = decode(text, start)
+            except ValueError:
+                stop = -1
+            if stop != end:  # leading or trailing whitespace, or not one JSON value
+                value = json.loads(text[start:end].encode())
+            yield value
+        start = end + 1
+
+
 class _Reader:
-    """Parses log lines into a Window, BLOCK rows at a time."""
+    """Parses log lines into a Window: each kept line's values as they are, one tuple per row;
+    every BLOCK rows, the block's columns converted to numpy (categories coded) at once."""
 
     def __init__(self, spec: ModelSpec, window: Window, actuals: dict, low: str, high: str):
         self.spec, self.window, self.actuals, self.low, self.high = spec, window, actuals, low, high
@@ -182,112 +289,97 @@ class _Reader:
         # categorical model inputs, then slice fields that are not model inputs (from the request)
         self.categorical = list(spec.categorical_inputs)
         self.request_only = [s for s in spec.evaluation.slices if s not in spec.model_inputs]
+        self.features = [*self.numeric, *self.categorical]
         self.codes: dict[str, dict] = {name: {} for name in [*self.categorical, *self.request_only]}
         self.versions: dict[str, int] = {}
         self.labels: dict[str, int] = {}
         self.matched = 0
-        self._reset()
+        self.rows: list[tuple] = []
         self.blocks: list[dict[str, np.ndarray]] = []
-
-    def _reset(self) -> None:
-        self.rows: dict[str, list] = {
-            name: []
-            for name in (
-                "version", "source", "created", "latency", "known", "score", "label", "actual", "delay",
-                *self.numeric, *self.categorical, *self.request_only,
-            )
-        }  # fmt: skip
+        self.created_text, self.created = None, 0.0  # the last created_at seen, and its time
+        self.request_id = _NOT_FOUND  # the last batch request id seen
 
     def read(self, body: bytes) -> None:
-        rows, w = self.rows, self.window
-        codes = self.codes
-        loads, isoparse = json.loads, datetime.fromisoformat
-        numeric, categorical, request_only = self.numeric, self.categorical, self.request_only
+        w = self.window
+        keep = self.rows.append
+        low, high, name = self.low, self.high, self.spec.name
+        isoparse = datetime.fromisoformat
+        features_of = _getter(self.features)
+        request_only = self.request_only
         counted = False  # an online request is one object: counted at its first line
-        for line in body.split(b"\n"):
-            if not line:
-                continue
-            r = loads(line)
+        for r in _lines(body):
             created = r.get("created_at", "")
-            if not self.low <= created < self.high:
+            if not low <= created < high:
                 continue
-            if r.get("model") != self.spec.name:
+            if r.get("model") != name:
                 w.skipped_lines += 1
                 continue
-            version = str(r.get("model_version"))
-            if version not in self.versions:
-                self.versions[version] = len(self.versions)
-            rows["version"].append(self.versions[version])
-            batch = r.get("source") == "batch"
-            rows["source"].append(BATCH if batch else ONLINE)
+            if created != self.created_text:
+                self.created = isoparse(created).timestamp()
+                self.created_text = created
+            version, batch = r.get("model_version"), r.get("source") == "batch"
             if batch:
-                w.batch_jobs.add(str(r.get("request_id")).rsplit("-", 1)[0])
+                request_id = r.get("request_id")
+                if request_id != self.request_id:
+                    w.batch_jobs.add(str(request_id).rsplit("-", 1)[0])
+                    self.request_id = request_id
             elif not counted:
-                w.online_requests[version] += 1
+                w.online_requests[str(version)] += 1
                 counted = True
-            rows["created"].append(isoparse(created).timestamp())
-            latency = r.get("latency_ms")
-            rows["latency"].append(math.nan if latency is None else latency)
-            rows["known"].append(bool(r.get("entity_known")))
             output = r.get("output") or {}
-            score = output.get("score")
-            rows["score"].append(math.nan if score is None else float(score))
-            label = str(output.get("label"))
-            if label not in self.labels:
-                self.labels[label] = len(self.labels)
-            rows["label"].append(self.labels[label])
-            actual = self.actuals.get(r.get("prediction_id"))
-            if actual is None:
-                rows["actual"].append(-1)
-                rows["delay"].append(math.nan)
-            else:
-                self.matched += 1
-                rows["actual"].append(actual[0])
-                rows["delay"].append(actual[1])
             features = r.get("features") or {}
-            for name in numeric:
-                value = features.get(name)
-                try:
-                    rows[name].append(math.nan if value is None else float(value))
-                except (TypeError, ValueError):
-                    rows[name].append(math.nan)
-            for name in categorical:
-                rows[name].append(_code(codes[name], features.get(name)))
+            try:
+                values = features_of(features)
+            except KeyError:
+                values = tuple(features.get(f) for f in self.features)
             if request_only:
                 request = r.get("request") or {}
-                for name in request_only:
-                    rows[name].append(_code(codes[name], request.get(name)))
-        if len(rows["version"]) >= BLOCK:
-            self._flush()
+                values += tuple(request.get(f) for f in request_only)
+            keep((version, batch, self.created, r.get("latency_ms"), r.get("entity_known"),
+                  output.get("score"), output.get("label"), r.get("prediction_id"), *values))  # fmt: skip
+            if len(self.rows) >= BLOCK:  # a batch chunk's log holds up to 50,000 lines
+                self._flush()
+                keep = self.rows.append
 
     def _flush(self) -> None:
-        rows = self.rows
-        if not rows["version"]:
+        if not self.rows:
             return
+        columns = list(zip(*self.rows, strict=True))
+        self.rows = []
+        version, batch, created, latency, known, score, label, pid, *values = columns
+        found = list(map(self.actuals.get, pid))
+        self.matched += len(found) - found.count(None)
         block = {
-            "version": np.array(rows["version"], "int16"),
-            "source": np.array(rows["source"], "int8"),
-            "created": np.array(rows["created"], "float64"),
-            "latency": np.array(rows["latency"], "float32"),
-            "known": np.array(rows["known"], bool),
-            "score": np.array(rows["score"], "float64"),
-            "label": np.array(rows["label"], "int32"),
-            "actual": np.array(rows["actual"], "int16"),
-            "delay": np.array(rows["delay"], "float32"),
+            "version": np.array(_coded(self.versions, version, missing=False), "int16"),
+            "source": np.array(batch, "int8"),  # BATCH is 1, ONLINE 0
+            "created": np.array(created, "float64"),
+            "latency": np.array(latency, "float32"),  # None -> NaN
+            "known": np.array(list(map(bool, known)), bool),
+            "score": _floats(score, strict=True),
+            "label": np.array(_coded(self.labels, label, missing=False), "int32"),
+            "actual": np.array([-1 if a is None else a[0] for a in found], "int16"),
+            "delay": np.array([math.nan if a is None else a[1] for a in found], "float32"),
         }
-        for name in self.numeric:
-            block[name] = np.array(rows[name], "float64")
-        for name in [*self.categorical, *self.request_only]:
-            block[name] = np.array(rows[name], "int32")
+        names = [*self.features, *self.request_only]
+        for name, column in zip(names, values, strict=True):
+            if name in self.codes:
+                block[name] = np.array(_coded(self.codes[name], column), "int32")
+            else:
+                block[name] = _floats(column)
         self.blocks.append(block)
-        self._reset()
 
     def finish(self) -> None:
         self._flush()
         w, blocks = self.window, self.blocks
 
         def column(name: str, dtype: str) -> np.ndarray:
-            return np.concatenate([b[name] for b in blocks]) if blocks else np.zeros(0, dtype)
+            """One column of every block, dropped from the blocks as it is joined."""
+            if not blocks:
+                return np.zeros(0, dtype)
+            joined = np.concatenate([b[name] for b in blocks])
+            for b in blocks:
+                del b[name]
+            return joined
 
         w.version = column("version", "int16")
         w.n = len(w.version)
@@ -307,8 +399,48 @@ class _Reader:
         self.blocks = []
 
 
-def _code(table: dict, value) -> int:
-    if value is None:
+def _getter(names: list[str]):
+    """A function of a dict: its values at `names`, as a tuple (KeyError when one is absent)."""
+    if len(names) == 1:
+        return lambda d: (d[names[0]],)
+    return itemgetter(*names) if names else lambda d: ()
+
+
+_NUMBERS = {float, int, type(None)}
+
+
+def _floats(values: tuple, strict: bool = False) -> np.ndarray:
+    """float64 of each value: None is NaN; a value float() refuses is NaN too, unless `strict`
+    (then float() raises)."""
+    if set(map(type, values)) <= _NUMBERS:
+        return np.array(values, "float64")  # None -> NaN
+    if strict:
+        return np.array([math.nan if v is None else float(v) for v in values], "float64")
+    out = np.empty(len(values), "float64")
+    for i, v in enumerate(values):
+        try:
+            out[i] = math.nan if v is None else float(v)
+        except (TypeError, ValueError):
+            out[i] = math.nan
+    return out
+
+
+def _coded(table: dict, values: tuple, missing: bool = True) -> list[int]:
+    """Each value's code in `table` (new values get the next code, in order of appearance),
+    keyed by the value's text; None is -1 when `missing`, else the text "None"."""
+    try:
+        codes = list(map(table.get, values))
+    except TypeError:  # an unhashable value: every value looked up by its text
+        codes = [None] * len(values)
+    if None in codes:
+        for i, code in enumerate(codes):
+            if code is None:
+                codes[i] = _code(table, values[i], missing)
+    return codes
+
+
+def _code(table: dict, value, missing: bool = True) -> int:
+    if value is None and missing:
         return -1
     key = value if isinstance(value, str) else str(value)  # as the baseline's astype(str) writes it
     code = table.get(key)
