@@ -57,7 +57,7 @@ from inferline.resources import (
 from inferline.spec import load_spec
 from infra.config import Config, monitor_schedule_name
 from infra.lambda_code import LambdaFunctions, log_group_with_retention
-from infra.nag import acknowledge, arn_of
+from infra.nag import acknowledge, arn_of, default_policy
 from infra.online_api import GROUND_TRUTH_PREFIX, LAMBDA_RETRYABLE, PREDICTIONS_PREFIX, REFUSALS_PREFIX
 from infra.retraining import (
     JOB_VOLUME_GB,
@@ -198,7 +198,7 @@ class Monitoring(Construct):
         ))  # fmt: skip
         for path in serving_now:
             acknowledge(
-                _policy(fn),
+                default_policy(fn),
                 f"AwsSolutions-IAM5[Resource::{SAGEMAKER_NAG_ARN}:{path}]",
                 "The endpoint's current config and model, named by CloudFormation or by a retraining "
                 "run: describe only.",
@@ -224,31 +224,10 @@ class Monitoring(Construct):
     def _build_job_role(self) -> iam.Role:
         """Pull the serving image, write the job's logs, read the window and the serving version,
         write the run's reports."""
-        role = iam.Role(
-            self,
-            "JobRole",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+        role = self._serving.job_role(
+            self, "JobRole", log_group="ProcessingJobs",
             description="inferline monitoring jobs: read the logs and the serving version, write the reports",
-        )
-        self._serving.grant_image_pull(role)
-        log_group = "/aws/sagemaker/ProcessingJobs"
-        role.add_to_policy(iam.PolicyStatement(
-            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
-                     "logs:DescribeLogStreams"],
-            resources=[f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:{log_group}:*"],
-        ))  # fmt: skip
-        role.add_to_policy(iam.PolicyStatement(actions=["cloudwatch:PutMetricData"], resources=["*"]))
-        acknowledge(
-            _policy(role),
-            "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level permissions.",
-        )
-        acknowledge(
-            _policy(role),
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:"
-            f"log-group:{log_group}:*]",
-            "SageMaker writes one log stream per job in this shared log group.",
-        )
+        )  # fmt: skip
         for prefix, why in JOB_READS.items():
             _objects(role, self._data, f"{prefix}*", ["s3:GetObject"], why)
         _list(role, self._data, [f"{prefix}*" for prefix in JOB_READS])
@@ -364,7 +343,7 @@ class Monitoring(Construct):
             conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
         ))  # fmt: skip
 
-        policy = _policy(machine.role)
+        policy = default_policy(machine.role)
         acknowledge(policy, "AwsSolutions-IAM5[Resource::*]",
                     "X-Ray and CloudWatch Logs delivery have no resource-level permissions.")  # fmt: skip
         for state in workflow.MONITOR_LAMBDAS:
@@ -490,7 +469,7 @@ def _objects(grantee: iam.IGrantable, bucket: s3.IBucket, pattern: str, actions:
     iam.Grant.add_to_principal(
         grantee=grantee, actions=actions, resource_arns=[bucket.arn_for_objects(pattern)]
     )
-    acknowledge(_policy(grantee), f"AwsSolutions-IAM5[Resource::{arn_of(bucket)}/{pattern}]", why)
+    acknowledge(default_policy(grantee), f"AwsSolutions-IAM5[Resource::{arn_of(bucket)}/{pattern}]", why)
 
 
 def _list(grantee: iam.IGrantable, bucket: s3.IBucket, patterns: list[str]) -> None:
@@ -509,9 +488,3 @@ def _model_data(grantee: iam.IGrantable, serving: Serving) -> None:
         iam.Grant.add_to_principal(
             grantee=grantee, actions=["s3:GetObject"], resource_arns=[endpoint.model_data_object_arn]
         )
-
-
-def _policy(grantee: iam.IGrantable) -> Construct:
-    """The DefaultPolicy a grant to a role (or to a Lambda's role) lands in."""
-    role = grantee.role if isinstance(grantee, lambda_.Function) else grantee
-    return role.node.find_child("DefaultPolicy")  # type: ignore[union-attr]

@@ -51,7 +51,7 @@ from inferline.resources import (
 )
 from infra.config import Config, retrain_schedule_name
 from infra.lambda_code import LambdaFunctions, log_group_with_retention
-from infra.nag import acknowledge, arn_of
+from infra.nag import acknowledge, arn_of, default_policy
 from infra.online_api import GROUND_TRUTH_PREFIX, LAMBDA_RETRYABLE, PREDICTIONS_PREFIX
 from infra.serving import Serving
 from infra.storage import Storage
@@ -280,29 +280,30 @@ class Retraining(Construct):
         )
         self.topic.grant_publish(notify)
         acknowledge(
-            _policy(notify),
+            default_policy(notify),
             "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
             f"Publishing to a topic encrypted with {SNS_MANAGED_KEY} (CDK's grant_publish).",
         )
         acknowledge(
-            _policy(notify),
+            default_policy(notify),
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:kms:<AWS::Region>:<AWS::AccountId>:key/*]",
             f"Only the key with the alias {SNS_MANAGED_KEY} (a kms:ResourceAliases condition).",
         )
 
         # -- the SageMaker jobs' roles ----------------------------------------------------------
         # Training: the run's datasets in, a model version out.
-        self.training_role = self._job_role(
-            "TrainingRole", "TrainingJobs", serving, "inferline retraining: training jobs"
+        self.training_role = serving.job_role(
+            self, "TrainingRole", log_group="TrainingJobs", description="inferline retraining: training jobs"
         )
         self._read(self.training_role, data, f"{RUNS_PREFIX}*", RUNS_WHY)
         self._write(self.training_role, artifacts, MODELS_PREFIX, MODELS_WHY)
         # Evaluation: the holdout, the contender and the champion in, the report out beside the
         # contender. The first champion is the model data the stack was deployed with,
         # wherever it is.
-        self.processing_role = self._job_role(
-            "ProcessingRole", "ProcessingJobs", serving, "inferline retraining: evaluation jobs"
-        )
+        self.processing_role = serving.job_role(
+            self, "ProcessingRole", log_group="ProcessingJobs",
+            description="inferline retraining: evaluation jobs",
+        )  # fmt: skip
         self._read(self.processing_role, data, f"{RUNS_PREFIX}*", RUNS_WHY)
         self._read(self.processing_role, artifacts, f"{MODELS_PREFIX}*", MODELS_WHY)
         self._write(self.processing_role, artifacts, MODELS_PREFIX, MODELS_WHY)
@@ -600,7 +601,7 @@ class Retraining(Construct):
         )
         self._pass_role(machine.role, self.processing_role)
 
-        policy = _policy(machine.role)
+        policy = default_policy(machine.role)
         acknowledge(
             policy,
             "AwsSolutions-IAM5[Resource::*]",
@@ -628,48 +629,10 @@ class Retraining(Construct):
 
     # -- IAM helpers: each grant with cdk-nag's wildcard findings acknowledged beside it ------
 
-    def _job_role(self, construct_id: str, log_group: str, serving: Serving, description: str) -> iam.Role:
-        """A SageMaker job role: pull the serving image, write the job's logs and metrics."""
-        role = iam.Role(
-            self,
-            construct_id,
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description=description,
-        )
-        serving.grant_image_pull(role)
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:PutLogEvents",
-                    "logs:DescribeLogStreams",
-                ],
-                resources=[
-                    f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:"
-                    f"/aws/sagemaker/{log_group}:*"
-                ],
-            )
-        )
-        role.add_to_policy(iam.PolicyStatement(actions=["cloudwatch:PutMetricData"], resources=["*"]))
-        policy = _policy(role)
-        acknowledge(
-            policy,
-            "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level permissions.",
-        )
-        acknowledge(
-            policy,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
-            f"<AWS::AccountId>:log-group:/aws/sagemaker/{log_group}:*]",
-            "SageMaker writes one log stream per job in this shared log group.",
-        )
-        return role
-
     @staticmethod
     def _read(grantee: iam.IGrantable, bucket: s3.Bucket, pattern: str, why: str) -> None:
         bucket.grant_read(grantee, pattern)
-        policy = _policy(grantee)
+        policy = default_policy(grantee)
         acknowledge(policy, f"AwsSolutions-IAM5[Resource::{arn_of(bucket)}/{pattern}]", why)
         for action in ("s3:GetObject*", "s3:GetBucket*", "s3:List*"):
             acknowledge(
@@ -681,7 +644,7 @@ class Retraining(Construct):
     @staticmethod
     def _write(grantee: iam.IGrantable, bucket: s3.Bucket, prefix: str, why: str) -> None:
         bucket.grant_put(grantee, f"{prefix}*")
-        policy = _policy(grantee)
+        policy = default_policy(grantee)
         acknowledge(policy, f"AwsSolutions-IAM5[Resource::{arn_of(bucket)}/{prefix}*]", why)
         acknowledge(
             policy,
@@ -705,7 +668,7 @@ class Retraining(Construct):
             if "*" in path:
                 assert why, f"say why {actions} may act on {path}"
                 acknowledge(
-                    _policy(fn),
+                    default_policy(fn),
                     "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:"
                     f"sagemaker:<AWS::Region>:<AWS::AccountId>:{path}]",
                     why,
@@ -716,7 +679,7 @@ class Retraining(Construct):
         # Authorized without a package ARN: the request names a group, not a package.
         fn.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:ListModelPackages"], resources=["*"]))
         acknowledge(
-            _policy(fn),
+            default_policy(fn),
             "AwsSolutions-IAM5[Resource::*]",
             "X-Ray's PutTraceSegments and sagemaker:ListModelPackages have no resource-level permissions.",
         )
@@ -731,9 +694,3 @@ class Retraining(Construct):
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             )
         )
-
-
-def _policy(grantee: iam.IGrantable) -> Construct:
-    """The DefaultPolicy a grant to a role (or to a Lambda's role) lands in."""
-    role = grantee.role if isinstance(grantee, lambda_.Function) else grantee
-    return role.node.find_child("DefaultPolicy")  # type: ignore[union-attr]

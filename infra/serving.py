@@ -27,7 +27,7 @@ from constructs import Construct
 
 from inferline.resources import endpoint_name, model_version_prefix
 from infra.config import GRAVITON_FAMILY, REPO_ROOT, Config, ConfigError, ModelData
-from infra.nag import acknowledge, arn_of
+from infra.nag import acknowledge, arn_of, default_policy
 from infra.storage import DATA_CAPTURE_PREFIX, Storage
 
 VARIANT = "AllTraffic"
@@ -362,6 +362,34 @@ class Serving(Construct):
                                    resource_arns=[self._image_repository_arn])
         iam.Grant.add_to_principal(grantee=grantee, actions=["ecr:GetAuthorizationToken"],
                                    resource_arns=["*"])
+
+    def job_role(self, scope: Construct, construct_id: str, *, log_group: str, description: str) -> iam.Role:
+        """A role for SageMaker jobs on the serving image (retraining's training and evaluation,
+        monitoring's runs): pull the image, write the jobs' logs in /aws/sagemaker/<log_group>
+        and their metrics. The caller grants what the job reads and writes."""
+        principal = iam.ServicePrincipal("sagemaker.amazonaws.com")
+        role = iam.Role(scope, construct_id, assumed_by=principal, description=description)
+        self.grant_image_pull(role)
+        group = f"log-group:/aws/sagemaker/{log_group}:*"
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
+                         "logs:DescribeLogStreams"],
+                resources=[f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:{group}"],
+            )
+        )  # fmt: skip
+        role.add_to_policy(iam.PolicyStatement(actions=["cloudwatch:PutMetricData"], resources=["*"]))
+        policy = default_policy(role)
+        acknowledge(
+            policy, "AwsSolutions-IAM5[Resource::*]",
+            "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level permissions.",
+        )  # fmt: skip
+        logs = "arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>"  # as cdk-nag spells it
+        acknowledge(
+            policy, f"AwsSolutions-IAM5[Resource::{logs}:{group}]",
+            "SageMaker writes one log stream per job in this shared log group.",
+        )  # fmt: skip
+        return role
 
     def _image(self, config: Config) -> str:
         self._image_asset: ecr_assets.DockerImageAsset | None = None
