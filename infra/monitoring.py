@@ -415,7 +415,7 @@ class Monitoring(Construct):
                     comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                     evaluation_periods=1,
                     # A run that could not judge a figure leaves it out: the alarm keeps its state
-                    # (model_artifacts/monitoring/run.py alarm_states does the same locally).
+                    # (model_artifacts/monitoring/history.py alarm_states does the same locally).
                     treat_missing_data=cloudwatch.TreatMissingData.IGNORE,
                 )
         return alarms

@@ -30,7 +30,6 @@ from model_artifacts.monitoring.service import service_section
 from model_artifacts.monitoring.summary import summarize, why_not_judged
 from model_artifacts.monitoring.version import load_bundle, resolve_baseline
 
-
 RESULT_FILE, REPORT_FILE = "result.json", "report.html"
 
 
