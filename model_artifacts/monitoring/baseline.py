@@ -192,11 +192,10 @@ def _slice_metrics(
         out[column] = {}
         for value in sorted(set(values)):
             mask = values == value
-            try:
+            score = None  # one class only in this slice: its ranking metrics are undefined
+            if len(set(y[mask].tolist())) > 1:
                 metrics, _ = holdout_metrics(spec, classes, y[mask], proba[mask])
                 score = metrics[metric]
-            except ValueError:  # one class only in this slice: the metric is undefined
-                score = None
             out[column][value] = {"rows": int(mask.sum()), metric: score}
     return out
 

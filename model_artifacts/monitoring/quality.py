@@ -165,13 +165,12 @@ def _metrics(spec: ModelSpec, classes: list, window: Window, rows: np.ndarray) -
     if spec.task == "binary":
         negative, positive = spec.target.classes
         proba = np.column_stack([1 - scores, scores])  # the score is the positive class's
-        try:
-            metrics, _ = holdout_metrics(spec, classes, y, proba)
-        except ValueError:  # a single class among the labels: ranking metrics are undefined
-            predicted = np.where(scores >= spec.output.threshold, positive, negative)
-            return {"accuracy": float(np.mean(predicted == y)), "roc_auc": None, "f1": None, "log_loss": None,
-                    "rows": float(len(y))}  # fmt: skip
-        return metrics
+        if len(set(y.tolist())) > 1:
+            return holdout_metrics(spec, classes, y, proba)[0]
+        # a single class among the labels: ranking metrics are undefined
+        predicted = np.where(scores >= spec.output.threshold, positive, negative)
+        return {"accuracy": float(np.mean(predicted == y)), "roc_auc": None, "f1": None, "log_loss": None,
+                "rows": float(len(y))}  # fmt: skip
     labels = window.label.strings()[rows]
     actual_labels = np.array([spec.label_for(c) for c in y], dtype=object)
     return {"accuracy": float(np.mean(labels == actual_labels)), "roc_auc": None, "f1": None,

@@ -508,3 +508,26 @@ def test_fetch_yields_every_body_in_order_whatever_their_sizes_and_speeds(monkey
     first = logs.fetch(SlowS3(), "b", objects)
     assert [next(first) for _ in range(3)] == [b"k0000", b"k0001", b"k0002"]
     first.close()  # the consumer stops early: the pending GETs are dropped, nothing hangs
+
+
+def test_a_slice_with_one_class_has_no_ranking_metric_rather_than_a_nan(world, bundle):
+    """scikit-learn warns and answers NaN for ROC AUC on one class; monitoring says None."""
+    import warnings
+
+    records = log_traffic(world, bundle, 600, at=NOW - timedelta(hours=2), seed=31, labeled=0.0)
+    lines = [
+        {"prediction_id": r["prediction_id"], "model": MODEL, "actual": 0,
+         "predicted_at": r["created_at"], "recorded_at": NOW.isoformat()}
+        for r in records
+    ]  # fmt: skip
+    key = ground_truth_key(MODEL, NOW, "all-negative")
+    world.s3.put_object(
+        Bucket=world.data, Key=key, Body="".join(json.dumps(x) + "\n" for x in lines).encode()
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no UndefinedMetricWarning
+        quality = run(world).result["quality"]
+    assert quality["labeled"] == 600 and quality["live"]["roc_auc"] is None
+    assert quality["live"]["accuracy"] == pytest.approx(
+        np.mean([r["output"]["label"] == "no_purchase" for r in records])
+    )
