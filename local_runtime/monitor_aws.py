@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+from inferline.aws import S3_CONFIG
 from inferline.resources import monitor_state_machine_name, split_s3_uri
 
 REPORT_LINK_SECONDS = 3600
@@ -39,7 +40,7 @@ def run_on_aws(
             f"{described.get('cause')} ({execution})"
         )
     state = json.loads(described["output"])
-    s3 = session.client("s3")
+    s3 = session.client("s3", config=S3_CONFIG)  # the report link signed with SigV4
     bucket, key = split_s3_uri(state["run"]["result_uri"])
     result = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     report_bucket, report_key = split_s3_uri(state["run"]["report_uri"])
