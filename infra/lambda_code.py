@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping, Sequence
+from importlib import metadata
 from importlib.metadata import version
 from pathlib import Path
 
@@ -38,6 +39,16 @@ SPECS_FOLDER = "specs"
 SPECS_DIR_IN_LAMBDA = f"/var/task/{SPECS_FOLDER}"
 POWERTOOLS_VERSION = version("aws-lambda-powertools")  # the version pyproject pins
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "tests")
+# Libraries the Lambdas import that the Powertools layer does not hold: pure Python, copied
+# from this environment (so offline, at the locked versions) into the code asset.
+BUNDLED = ("email-validator", "dnspython", "idna")
+
+
+def top_level_paths(distribution: str) -> list[Path]:
+    """The installed top-level packages and modules of a distribution."""
+    dist = metadata.distribution(distribution)
+    tops = {f.parts[0] for f in dist.files or [] if f.parts} - {".."}
+    return sorted(Path(dist.locate_file(t)) for t in tops if not t.endswith((".dist-info", ".data")))
 
 
 @jsii.implements(ILocalBundling)
@@ -53,9 +64,17 @@ class _FunctionsBundler:
 
 
 def write_functions_bundle(out: Path, models: Sequence[str]) -> None:
-    """The asset's content: the function folders and the shared package, and the specs of the
-    served models only (a model without an endpoint is unknown to the Lambdas)."""
+    """The asset's content: the function folders and the shared package, the pure-Python
+    libraries the Powertools layer lacks (BUNDLED, at the versions uv.lock installed here), and
+    the specs of the served models only (a model without an endpoint is unknown to the Lambdas)."""
     shutil.copytree(FUNCTIONS_DIR, out, ignore=_IGNORED, dirs_exist_ok=True)
+    for name in BUNDLED:
+        for source in top_level_paths(name):
+            target = out / source.name
+            if source.is_dir():
+                shutil.copytree(source, target, ignore=_IGNORED, dirs_exist_ok=True)
+            else:
+                shutil.copy2(source, target)
     specs = out / SPECS_FOLDER
     specs.mkdir(exist_ok=True)
     for model in models:

@@ -6,11 +6,15 @@ Routes (as the deployed REST API):
   POST /v1/models/{model}/batch-jobs -> the batch submit handler (a presigned upload URL)
   GET  /v1/batch-jobs/{job_id}       -> the batch status handler
 Every route requires the API key in `x-api-key`: missing is 401, wrong is 403. Bodies over
-the size limit are refused with 413 before any handler runs.
+the size limit are refused with 413 before any handler runs, and a body that stops arriving
+gets 408 (and the connection is closed: its framing is lost). No exception leaves a route: a
+failure is a 500 in the API's error shape on a connection that stays usable, as API Gateway
+answers. GET /_local/health says only "ok" without the key.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -88,8 +92,25 @@ def to_http(reply: dict) -> Response:
     )
 
 
-def error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status)
+def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+
+BODY_TIMEOUT_S = 10.0  # a body that has not fully arrived by then never will
+
+
+def guarded(endpoint):
+    """The route, with any exception answered as a 500 in the API's error shape: an exception
+    that leaves a route makes the server drop the connection under the client's next request."""
+
+    async def route(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            return error(500, "internal_error", "the request failed inside the platform; see the gateway log")
+
+    return route
 
 
 def create_app(config: LocalConfig, serving_urls: dict[str, str]) -> Starlette:
@@ -111,7 +132,11 @@ def create_app(config: LocalConfig, serving_urls: dict[str, str]) -> Starlette:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             return error(413, "payload_too_large", f"request body is over {MAX_BODY_BYTES} bytes")
-        body = await request.body()
+        try:
+            body = await asyncio.wait_for(request.body(), BODY_TIMEOUT_S)
+        except TimeoutError:
+            message = f"the request body did not arrive within {BODY_TIMEOUT_S:.0f} s"
+            return error(408, "request_timeout", message, headers={"Connection": "close"})
         if len(body) > MAX_BODY_BYTES:
             return error(413, "payload_too_large", f"request body is over {MAX_BODY_BYTES} bytes")
         return body
@@ -145,6 +170,9 @@ def create_app(config: LocalConfig, serving_urls: dict[str, str]) -> Starlette:
         return route
 
     async def health(request: Request) -> Response:
+        """Up or not, to anyone; what it runs and where, to a caller with the key."""
+        if request.headers.get("x-api-key") != config.api_key:
+            return JSONResponse({"status": "ok"})
         return JSONResponse(
             {
                 "status": "ok",
@@ -166,15 +194,19 @@ def create_app(config: LocalConfig, serving_urls: dict[str, str]) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/v1/models/{model}/predict", predict, methods=["POST"]),
-            Route("/v1/feedback", lambda_route(feedback_handler, "feedback"), methods=["POST"]),
+            Route("/v1/models/{model}/predict", guarded(predict), methods=["POST"]),
+            Route("/v1/feedback", guarded(lambda_route(feedback_handler, "feedback")), methods=["POST"]),
             Route(
                 "/v1/models/{model}/batch-jobs",
-                lambda_route(batch_api.submit, "batch-submit"),
+                guarded(lambda_route(batch_api.submit, "batch-submit")),
                 methods=["POST"],
             ),
-            Route("/v1/batch-jobs/{job_id}", lambda_route(batch_api.status, "batch-status"), methods=["GET"]),
-            Route("/_local/health", health, methods=["GET"]),
+            Route(
+                "/v1/batch-jobs/{job_id}",
+                guarded(lambda_route(batch_api.status, "batch-status")),
+                methods=["GET"],
+            ),
+            Route("/_local/health", guarded(health), methods=["GET"]),
         ],
         exception_handlers={404: not_found, 405: not_allowed, Exception: internal},
     )

@@ -15,13 +15,14 @@ The email address is stored on the job to send the results to; it is never echoe
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from batch.recipients import check_address
+from inferline.boundary import BadRequest, parse_json, require_json
 from inferline.jobs import SUCCEEDED, create_job, get_job
 from inferline.resources import batch_output_key, upload_key
 from inferline.spec import ModelSpec, UnknownModel, available_models
@@ -37,7 +38,6 @@ MAX_PARTS = 1_000
 MAX_PART_SIZE = 5 * 1024**3
 # Control characters (Unicode category Cc) and the line and paragraph separators.
 _LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 PUBLIC_FIELDS = ("job_id", "model", "status", "total_chunks", "chunks_done", "rows_ok", "rows_failed",
                  "failure_reason", "created_at", "updated_at", "finished_at")  # fmt: skip
 
@@ -51,15 +51,21 @@ def submit_job(
     load_spec: Callable[[str], ModelSpec],
     upload_expiry_seconds: int,
     now: datetime | None = None,
+    headers: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    try:
+        require_json(headers)
+    except BadRequest as exc:
+        return error_response(exc.status, exc.error, exc.message)
     try:
         spec = load_spec(model)
     except UnknownModel:
         return error_response(404, "unknown_model", f"no model named '{model}'", models=available_models())
     try:
-        payload = json.loads(body or "")
-    except ValueError:
-        payload = None
+        payload = parse_json(body)
+    except BadRequest as exc:
+        details = exc.details() or [{"instance": None, "field": None, "problem": exc.message}]
+        return response(400, {"error": "invalid_request", "message": exc.message, "details": details})
     problem = _request_problem(payload)
     if problem:
         detail = {"instance": None, "field": problem[0], "problem": problem[1]}
@@ -70,7 +76,8 @@ def submit_job(
     multipart = payload.get("multipart")
     if multipart is None:
         multipart = size is not None and size >= MULTIPART_THRESHOLD
-    job = create_job(jobs_table, spec.name, payload["email"], file_name=payload.get("file_name"))
+    email, _ = check_address(payload["email"])
+    job = create_job(jobs_table, spec.name, email, file_name=payload.get("file_name"))
     key = upload_key(spec.name, job["job_id"])
     expires = (now or datetime.now(UTC)) + timedelta(seconds=upload_expiry_seconds)
     body = {"job_id": job["job_id"], "model": spec.name, "status": job["status"]}
@@ -100,11 +107,17 @@ def submit_job(
 def _request_problem(payload: Any) -> tuple[str, str] | None:
     """(field, what was expected) for a malformed job request, or None."""
     expected = 'expected {"email": "you@example.com", "file_name": "optional.csv", "size": bytes}'
-    if not isinstance(payload, dict) or set(payload) - FIELDS:
+    if not isinstance(payload, dict):
         return "email", expected
-    email, file_name = payload.get("email"), payload.get("file_name")
-    if not isinstance(email, str) or not EMAIL.match(email):
-        return "email", expected
+    unknown = sorted(set(payload) - FIELDS)
+    if unknown:
+        return unknown[0], f"unknown field; {expected}"
+    if "email" not in payload:
+        return "email", f"is required; {expected}"
+    _, why = check_address(payload["email"])
+    if why:
+        return "email", why
+    file_name = payload.get("file_name")
     if file_name is not None and not (
         isinstance(file_name, str) and 0 < len(file_name) <= 255 and not _LINE_BREAKING.search(file_name)
     ):  # it goes into the email's subject: no line breaks or other control characters

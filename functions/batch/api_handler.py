@@ -57,6 +57,7 @@ def submit(event: PredictEvent, context: LambdaContext) -> dict:
         settings.data_bucket,
         load_spec,
         settings.upload_url_expiry_seconds,
+        headers=event.headers,
     )
     if reply["statusCode"] == 201:
         metrics.add_metric("JobsSubmitted", MetricUnit.Count, 1)

@@ -22,6 +22,7 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools import Logger
 
 from batch.notify import fail_job
+from batch.recipients import check_address
 from batch.services import Services
 from inferline import jobs
 from inferline.csv_rows import RowScanner, header_problems, parse_header
@@ -91,7 +92,7 @@ def split_upload(services: Services, key: str) -> dict[str, Any]:
         fail_job(services, job_id, reason)
         return {"job_id": job_id, "action": "failed", "reason": reason}
     if not job.get("email"):
-        reason = "no email address: give one when creating the job or as x-amz-meta-email"
+        reason = "no valid email address: give one when creating the job or as x-amz-meta-email"
         jobs.mark_failed(services.jobs, job_id, reason)
         logger.warning("job failed with nobody to tell", job_id=job_id, reason=reason)
         return {"job_id": job_id, "action": "failed", "reason": reason}
@@ -138,7 +139,8 @@ def _job_for_upload(services: Services, key: str, model: str, stem: str, head: d
     job = jobs.get_job(services.jobs, job_id)
     if job is not None:
         return job
-    email = (head.get("Metadata") or {}).get("email")
+    # An address that is not valid is no address: the job fails, with nobody to tell.
+    email, _ = check_address((head.get("Metadata") or {}).get("email"))
     try:
         return jobs.create_job(services.jobs, model, email, job_id, source_key=key, status=jobs.SPLITTING)
     except FileExistsError:  # a concurrent delivery of the same event made it first

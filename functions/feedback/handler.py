@@ -33,6 +33,7 @@ def handler(event: FeedbackEvent, context: LambdaContext) -> dict:
         aws.client("s3"),
         settings.data_bucket,
         load_spec,
+        event.headers,
     )
     if reply["statusCode"] == 200:
         for status, count in json.loads(reply["body"])["summary"].items():

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from inferline.boundary import BadRequest, parse_json, require_json
 from inferline.ground_truth import record_feedback
 from inferline.spec import ModelSpec
 from inferline.workflow import error_response, response
@@ -29,14 +30,25 @@ class FeedbackRequest(BaseModel):
 
 
 def feedback(
-    body: str | None, predictions_table, s3, bucket: str, load_spec: Callable[[str], ModelSpec]
+    body: str | None,
+    predictions_table,
+    s3,
+    bucket: str,
+    load_spec: Callable[[str], ModelSpec],
+    headers: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """200 with one result per item (recorded, updated, unchanged, unknown_prediction_id,
-    invalid_actual), or 400 naming each malformed item and field."""
+    invalid_actual), 400 naming each malformed item and field, or 415 for a body that is not JSON."""
+    try:
+        require_json(headers)
+    except BadRequest as exc:
+        return error_response(exc.status, exc.error, exc.message)
     if not body or not body.strip():
         return error_response(400, "invalid_request", 'expected {"feedback": [{"prediction_id", "actual"}]}')
     try:
-        request = FeedbackRequest.model_validate_json(body)
+        request = FeedbackRequest.model_validate(parse_json(body))
+    except BadRequest as exc:
+        return response(exc.status, {"error": exc.error, "message": exc.message, "details": exc.details()})
     except ValidationError as exc:
         details = []
         for err in exc.errors():

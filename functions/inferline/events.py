@@ -24,12 +24,14 @@ class ModelPath(_Event):
 
 class PredictEvent(_Event):
     body: str | None = None
+    headers: dict[str, str | None] | None = None  # the workflow's input carries Content-Type only
     pathParameters: ModelPath
     requestContext: RequestContext
 
 
 class FeedbackEvent(_Event):
     body: str | None = None
+    headers: dict[str, str | None] | None = None
     requestContext: RequestContext
 
 

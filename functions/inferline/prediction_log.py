@@ -55,17 +55,34 @@ def prediction_record(
 def write_prediction_log(table, s3, bucket: str, records: list[dict[str, Any]]) -> str:
     """Write the records of one request to S3 (one object) and DynamoDB; returns the S3 key.
 
-    S3 is written first: a retry after a partial failure rewrites the same key and the same
-    items, so repeating the call never duplicates a prediction.
+    Both stores or neither: S3 is written first, and if the DynamoDB write then fails the S3
+    object is deleted before the error goes on (the request fails, and nothing of it is
+    logged). A retry rewrites the same key and the same items, so repeating the call never
+    duplicates a prediction.
     """
     first = records[0]
     key = prediction_log_key(first["model"], datetime.fromisoformat(first["created_at"]), first["request_id"])
     body = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
     s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/x-ndjson")
-    with table.batch_writer(overwrite_by_pkeys=["prediction_id"]) as batch:
-        for record in records:
-            batch.put_item(Item=to_dynamo(record))
+    try:
+        with table.batch_writer(overwrite_by_pkeys=["prediction_id"]) as batch:
+            for record in records:
+                batch.put_item(Item=to_dynamo(record))
+    except Exception:
+        s3.delete_object(Bucket=bucket, Key=key)  # items it did write are not predictions anyone got
+        _delete_items(table, [r["prediction_id"] for r in records])
+        raise
     return key
+
+
+def _delete_items(table, ids: list[str]) -> None:
+    """Take back what a failed batch write may have written (best effort: it may fail too)."""
+    try:
+        with table.batch_writer() as batch:
+            for pid in ids:
+                batch.delete_item(Key={"prediction_id": pid})
+    except Exception:  # the original error is the one to report
+        pass
 
 
 def to_dynamo(value: Any) -> Any:

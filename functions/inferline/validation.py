@@ -6,11 +6,11 @@ that the API refuses is refused by batch for the same reason, in the same words.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from inferline.boundary import BadRequest, parse_json
 from inferline.spec import FieldSpec, ModelSpec, StoredFeatureSpec
 
 
@@ -36,18 +36,16 @@ class InvalidRequest(ValueError):
         self.error = error
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a valid JSON number")
-
-
 def parse_instances(body: str | bytes | None, spec: ModelSpec) -> list[dict[str, Any]]:
-    """The list of raw instances in a predict request body `{"instances": [...]}`."""
+    """The list of raw instances in a predict request body `{"instances": [...]}`: JSON every
+    store accepts (inferline.boundary), in that shape."""
     if body is None or (isinstance(body, (str, bytes)) and not body.strip()):
         raise InvalidRequest([Problem(None, None, 'request body is empty; expected {"instances": [{...}]}')])
     try:
-        payload = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest([Problem(None, None, f"request body is not valid JSON: {exc}")]) from None
+        payload = parse_json(body)
+    except BadRequest as exc:
+        found = [Problem(d["instance"], d["field"], d["problem"]) for d in exc.details()]
+        raise InvalidRequest(found or [Problem(None, None, exc.message)]) from None
     if not isinstance(payload, dict) or "instances" not in payload:
         raise InvalidRequest(
             [Problem(None, "instances", 'expected a JSON object {"instances": [{...}, ...]}')]

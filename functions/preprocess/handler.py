@@ -34,6 +34,7 @@ def handler(event: PredictEvent, context: LambdaContext) -> dict:
         aws.table(settings.features_table),
         load_spec,
         log_refusal,
+        event.headers,
     )
     if result["valid"]:
         metrics.add_metric("Instances", MetricUnit.Count, len(result["context"]["prediction_ids"]))

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from inferline.boundary import BadRequest, require_json
 from inferline.features import get_features
 from inferline.redaction import redact
 from inferline.refusals import count_problems, refusal_record
@@ -30,11 +31,16 @@ def preprocess(
     features_table,
     load_spec: Callable[[str], ModelSpec],
     log_refusal: Callable[[dict[str, Any]], None] | None = None,
+    headers: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The Preprocess step's output: {"valid": true, "endpoint_body", "context"} or
     {"valid": false, "response"} with a 4xx that names every problem (and, for a model that
     exists, the refusal given to `log_refusal`)."""
     started = time.time()
+    try:
+        require_json(headers)  # before the model: API Gateway answers 415 before any route's logic
+    except BadRequest as exc:
+        return invalid(error_response(exc.status, exc.error, exc.message))
 
     def refuse(status: int, error: str, problems: list[tuple[str | None, str]], reply: dict) -> dict:
         if log_refusal is not None:

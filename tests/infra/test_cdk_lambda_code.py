@@ -37,3 +37,22 @@ def test_specs_are_bundled_as_json_for_the_served_models_only(synth, bundle):
     )
     for model in synth.config.models:
         assert load_spec_file(specs / f"{model}.json") == load_spec(model)
+
+
+def test_the_libraries_the_layer_lacks_are_bundled_and_importable_from_the_asset(bundle):
+    """email-validator (batch addresses) and what it imports, pure Python, at the locked
+    versions: importing it from the asset finds the asset's copy."""
+    import subprocess
+    import sys
+    from importlib.metadata import version
+
+    for package in ("email_validator", "dns", "idna"):
+        assert (bundle / package / "__init__.py").is_file(), package
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import email_validator, dns.name, idna; "
+        "print(email_validator.__file__, email_validator.__version__)"
+    )
+    args = [sys.executable, "-c", code, str(bundle)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True)
+    path, found = out.stdout.split()
+    assert path.startswith(str(bundle)) and found == version("email-validator")

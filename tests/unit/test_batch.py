@@ -588,9 +588,10 @@ def test_a_direct_upload_starts_a_job_mailed_to_the_metadata_address(batch):
     assert "my file.csv" in mail.subject
 
 
-def test_a_direct_upload_without_an_address_fails_and_mails_nobody(batch):
-    job = batch.run((HEADER + "\n" + good_row(1) + "\n").encode(), via_api=False, email=None)
-    assert job["status"] == jobs.FAILED and "no email address" in job["failure_reason"]
+@pytest.mark.parametrize("email", [None, "not-an-address", "a@" + "b" * 300 + ".com"])
+def test_a_direct_upload_without_a_valid_address_fails_and_mails_nobody(batch, email):
+    job = batch.run((HEADER + "\n" + good_row(1) + "\n").encode(), via_api=False, email=email)
+    assert job["status"] == jobs.FAILED and "no valid email address" in job["failure_reason"]
     assert batch.messages() == [] and sent_mail() == []
 
 

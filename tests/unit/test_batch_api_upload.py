@@ -77,7 +77,7 @@ def test_a_large_file_gets_a_presigned_multipart_upload(batch):  # noqa: F811
         ({"file_name": ""}, "file_name"),
         ({"file_name": "leads.csv\r\nBcc: someone@example.com"}, "file_name"),  # mail headers
         ({"file_name": "leads\u2028.csv"}, "file_name"),
-        ({"colour": "red"}, "email"),
+        ({"colour": "red"}, "colour"),  # an unknown field is named
     ],
 )
 def test_malformed_requests_name_the_field(batch, fields, field):  # noqa: F811

@@ -124,7 +124,7 @@ def test_a_refused_request_is_logged_by_field_and_problem_without_its_values(han
         ("session_pages", "must be an integer", 2),
         ("(unknown field)", "unknown field", 2),
     }
-    text = json.dumps(record)
+    text = json.dumps({k: v for k, v in record.items() if k != "created_at"})  # (its digits vary)
     assert EMAIL not in text and "ada@example.com" not in text and "2.5" not in text, "no value is logged"
 
 
