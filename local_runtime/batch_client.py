@@ -15,6 +15,36 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColum
 
 FINAL = ("succeeded", "failed")
 PART_UPLOADS = 4  # multipart: parts in flight at once
+RETRY_STATUSES = (429, 500, 502, 503, 504)  # while following a job: worth asking again
+
+
+class ApiError(RuntimeError):
+    """The API answered with an error: which call, the HTTP status, and the API's own words."""
+
+    def __init__(self, what: str, reply: httpx.Response):
+        try:
+            body = reply.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            said = f"{body.get('error', '')}: {body.get('message', '')}".strip(": ")
+        else:
+            said = reply.text[:300]
+        super().__init__(f"{what} failed (HTTP {reply.status_code}){': ' + said if said else ''}")
+        self.status = reply.status_code
+
+
+def checked(reply: httpx.Response, what: str, ok: tuple[int, ...] = (200,)) -> dict:
+    """The reply's JSON object, or ApiError saying what the API answered instead."""
+    if reply.status_code not in ok:
+        raise ApiError(what, reply)
+    try:
+        body = reply.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise ApiError(what, reply)
+    return body
 
 
 def submit_file(api: httpx.Client, model: str, path: Path, email: str, console: Console) -> dict:
@@ -22,10 +52,7 @@ def submit_file(api: httpx.Client, model: str, path: Path, email: str, console: 
     large file (it is told the size), and then the parts go up several at a time."""
     size = path.stat().st_size
     request = {"email": email, "file_name": path.name, "size": size}
-    reply = api.post(f"/v1/models/{model}/batch-jobs", json=request)
-    if reply.status_code != 201:
-        raise RuntimeError(f"submit refused (HTTP {reply.status_code}): {reply.text}")
-    job = reply.json()
+    job = checked(api.post(f"/v1/models/{model}/batch-jobs", json=request), "submitting the job", ok=(201,))
     with Progress(TextColumn("uploading {task.description}"), BarColumn(), DownloadColumn(),
                   console=console, transient=True) as progress:  # fmt: skip
         task = progress.add_task(path.name, total=size)
@@ -89,7 +116,12 @@ def follow_job(api: httpx.Client, job_id: str, timeout: float, console: Console)
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(job_id[:8], total=None, state="waiting for the upload")
         while time.monotonic() < deadline:
-            job = api.get(f"/v1/batch-jobs/{job_id}").json()
+            reply = api.get(f"/v1/batch-jobs/{job_id}")
+            if reply.status_code in RETRY_STATUSES:  # the platform is busy or restarting: ask again
+                progress.update(task, state=f"the API answered {reply.status_code}; asking again")
+                time.sleep(2)
+                continue
+            job = checked(reply, f"reading job {job_id}")
             if job.get("total_chunks"):
                 progress.update(task, total=job["total_chunks"], completed=job.get("chunks_done") or 0)
             progress.update(task, state=f"{job['status']}: {job.get('rows_ok') or 0:,} ok, "

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from local_runtime.config import LocalConfig
 
@@ -44,8 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a CLI reports, it does not dump a traceback on the user
         if os.environ.get("INFERLINE_DEBUG"):
             raise
-        err.print(f"[bold red]error:[/] {exc}")
+        err.print("[bold red]error:[/]", escape(describe(exc)))
         return 1
+
+
+def describe(exc: Exception) -> str:
+    """An error in words a user can act on."""
+    import httpx
+
+    if isinstance(exc, httpx.TransportError):
+        where = exc.request.url if hasattr(exc, "_request") and exc._request is not None else "the API"
+        return f"could not reach {where}: {exc or type(exc).__name__}"
+    if isinstance(exc, KeyError):  # never expected: the API answered something the CLI cannot read
+        return f"the API's answer lacked {exc} (set INFERLINE_DEBUG=1 for the traceback)"
+    return str(exc) or type(exc).__name__
 
 
 def parser() -> argparse.ArgumentParser:

@@ -29,3 +29,76 @@ def test_train_saves_a_version_and_can_make_it_current(tmp_path, monkeypatch, ca
 def test_errors_are_reported_without_a_traceback(capsys):
     assert main(["train", "no-such-model"]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+# -- HTTP errors as messages ------------------------------------------------------------------------
+
+
+def fake_api(monkeypatch, answer):
+    """The CLI's API client answering every request with answer(request) -> httpx.Response."""
+    import httpx
+
+    from local_runtime import cli
+
+    transport = httpx.MockTransport(answer)
+    monkeypatch.setattr(
+        cli, "_api", lambda config: httpx.Client(base_url="http://api.test", transport=transport)
+    )
+
+
+def test_a_batch_job_whose_status_call_fails_is_an_error_message_not_a_keyerror(
+    monkeypatch, tmp_path, capsys
+):
+    import httpx
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(201, json={"job_id": "j1", "upload_method": "PUT", "upload_url": "http://s3.test/u",
+                                             "upload_headers": {"Content-Type": "text/csv"}})  # fmt: skip
+        return httpx.Response(403, json={"error": "forbidden", "message": "Forbidden"})
+
+    fake_api(monkeypatch, answer)
+    monkeypatch.setattr("local_runtime.batch_client.httpx.put", lambda *a, **k: httpx.Response(200))
+    path = tmp_path / "rows.csv"
+    path.write_text("user_id\nu1\n")
+    assert main(["batch", "purchase-propensity", str(path), "--email", "a@example.com"]) == 1
+    err = capsys.readouterr().err
+    assert "error: reading job j1 failed (HTTP 403): forbidden: Forbidden" in " ".join(err.split())
+    assert "Traceback" not in err and "'status'" not in err
+
+
+def test_a_refused_submission_quotes_the_apis_words(monkeypatch, tmp_path, capsys):
+    import httpx
+
+    problem = {"error": "invalid_request", "message": "malformed batch job request"}
+    fake_api(monkeypatch, lambda request: httpx.Response(400, json=problem))
+    path = tmp_path / "rows.csv"
+    path.write_text("user_id\nu1\n")
+    assert main(["batch", "purchase-propensity", str(path), "--email", "[not an address]"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "submitting the job failed (HTTP 400): invalid_request: malformed batch job request" in err
+
+
+def test_a_busy_api_is_asked_again_while_following_a_job(monkeypatch):
+    import httpx
+    from rich.console import Console
+
+    from local_runtime.batch_client import follow_job
+
+    answers = iter([httpx.Response(503, text="busy"), httpx.Response(200, json={"status": "succeeded"})])
+    api = httpx.Client(
+        base_url="http://api.test", transport=httpx.MockTransport(lambda request: next(answers))
+    )
+    monkeypatch.setattr("local_runtime.batch_client.time.sleep", lambda seconds: None)
+    assert follow_job(api, "j1", 60, Console(quiet=True))["status"] == "succeeded"
+
+
+def test_an_api_that_cannot_be_reached_is_said_so(monkeypatch, capsys):
+    import httpx
+
+    def refuse(request):
+        raise httpx.ConnectError("connection refused", request=request)
+
+    fake_api(monkeypatch, refuse)
+    assert main(["predict", "purchase-propensity", "--instance", '{"user_id": "u1"}']) == 1
+    assert "could not reach http://api.test/v1/models/purchase-propensity/predict" in capsys.readouterr().err
