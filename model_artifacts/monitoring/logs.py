@@ -26,6 +26,7 @@ from operator import itemgetter
 
 import numpy as np
 
+from inferline.ground_truth import line_order
 from inferline.spec import ModelSpec
 
 # Parallel GETs (boto3 clients are thread-safe). Against the embedded AWS, 4 read a day's logs
@@ -172,14 +173,14 @@ def read_ground_truth(
     s3, bucket: str, spec: ModelSpec, since: datetime, now: datetime
 ) -> dict[str, tuple[int, float]]:
     """prediction_id -> (class index, seconds from prediction to label) for every actual
-    that arrived from `since`'s day until `now`: each id's newest line by recorded_at, a tie
+    that arrived from `since`'s day until `now`: each id's newest line (its sequence), a tie
     keeping the later line (inferline.ground_truth.latest_actuals's rule, applied as the lines
     arrive, so that one small tuple per id is held rather than every line)."""
     objects = partition_objects(s3, bucket, f"ground-truth/model={spec.name}/", since, now)
     classes = {str(c): i for i, c in enumerate(spec.target.classes)}
     newest: dict[str, tuple[int | None, float]] = {}
     recorded_of: dict[str, str] = {}
-    texts: dict[str, str] = {}  # one copy of each recorded_at text (a request's lines share it)
+    texts: dict[str, str] = {}  # one copy of each order text (lines without a sequence share one)
     times: dict[str, datetime] = {}
 
     def when(text) -> datetime:
@@ -194,7 +195,7 @@ def read_ground_truth(
                 continue
             line = json.loads(raw)
             pid = line.get("prediction_id")
-            recorded = str(line.get("recorded_at", ""))
+            recorded = line_order(line)
             seen = recorded_of.get(pid)
             if seen is not None and recorded < seen:
                 continue

@@ -62,3 +62,20 @@ def test_its_package_listing_is_read_once_and_equals_motos(monkeypatch):
     monkeypatch.setattr(server, "moto_main", lambda argv: None)
     server.main([])
     assert sorted(backends.list_of_moto_modules()) == real and "s3" in backends.list_of_moto_modules()
+
+
+def test_conditional_writes_are_serialized_as_the_real_services_make_them_atomic(monkeypatch):
+    import importlib
+
+    import local_runtime.aws_server as server
+
+    originals = {}
+    for module_name, class_name, methods in server.ATOMIC_WRITES.values():
+        owner = getattr(importlib.import_module(module_name), class_name)
+        for name in methods:
+            originals[(owner, name)] = getattr(owner, name)
+            monkeypatch.setattr(owner, name, originals[(owner, name)])  # restored after the test
+    server.serialize_conditional_writes()
+    for (owner, name), original in originals.items():
+        wrapped = getattr(owner, name)
+        assert getattr(wrapped, "serialized", False) and wrapped.__wrapped__ is original, (owner, name)
