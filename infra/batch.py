@@ -25,6 +25,8 @@ address a verification link on deploy; nothing is sent until it is clicked.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import CfnParameter, Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
@@ -141,7 +143,6 @@ class Batch(Construct):
         storage: Storage,
         serving: Serving,
         lambdas: LambdaFunctions,
-        api: apigw.RestApi,
     ) -> None:
         super().__init__(scope, construct_id)
         prefix = config.prefix
@@ -340,15 +341,12 @@ class Batch(Construct):
         )
         jobs.grant(self.status, "dynamodb:GetItem")
         self._objects(self.status, RESULTS_PREFIX, "s3:GetObject")
-        # Every model's static resource needs the route too: API Gateway does not fall back
-        # from /v1/models/<model> to /v1/models/{model}.
-        for model in [*config.models, "{model}"]:
-            api.root.resource_for_path(f"/v1/models/{model}/batch-jobs").add_method(
-                "POST", apigw.LambdaIntegration(self.submit, allow_test_invoke=False)
-            )
-        api.root.resource_for_path("/v1/batch-jobs/{job_id}").add_method(
-            "GET", apigw.LambdaIntegration(self.status, allow_test_invoke=False)
-        )
+
+    def submit_wiring(self, model: str | None = None) -> dict[str, Any]:
+        return {"integration": apigw.LambdaIntegration(self.submit, allow_test_invoke=False)}
+
+    def status_wiring(self, model: str | None = None) -> dict[str, Any]:
+        return {"integration": apigw.LambdaIntegration(self.status, allow_test_invoke=False)}
 
     @property
     def api_functions(self) -> dict[str, lambda_.Function]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
@@ -245,6 +246,7 @@ class OnlineApi(Construct):
         lambdas: LambdaFunctions,
     ) -> None:
         super().__init__(scope, construct_id)
+        self._config = config
         self.functions = Functions(
             self, "Functions", config=config, storage=storage, lambdas=lambdas
         )
@@ -281,50 +283,14 @@ class OnlineApi(Construct):
         )
         self._gateway_responses()
 
-        models = self.api.root.add_resource("v1").add_resource("models")
-        role = iam.Role(
+        self._start_role = iam.Role(
             self,
             "StartSyncExecutionRole",
             assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
             description="API Gateway: start the online workflows",
         )
-        for model, flow in self.workflows.items():
-            flow.state_machine.grant_start_sync_execution(role)
-            models.add_resource(model).add_resource("predict").add_method(
-                "POST",
-                apigw.AwsIntegration(
-                    service="states",
-                    action="StartSyncExecution",
-                    integration_http_method="POST",
-                    options=apigw.IntegrationOptions(
-                        credentials_role=role,
-                        passthrough_behavior=apigw.PassthroughBehavior.NEVER,
-                        request_templates={"application/json": start_execution_template(
-                            flow.state_machine.state_machine_arn, model
-                        )},
-                        integration_responses=EXECUTION_RESPONSES,
-                    ),
-                ),
-                method_responses=METHOD_RESPONSES,
-            )
-        models.add_resource("{model}").add_resource("predict").add_method(
-            "POST",
-            apigw.MockIntegration(
-                passthrough_behavior=apigw.PassthroughBehavior.NEVER,
-                request_templates={"application/json": '{"statusCode": 404}'},
-                integration_responses=[apigw.IntegrationResponse(
-                    status_code="404",
-                    response_templates={"application/json": unknown_model_template(
-                        config.models
-                    )},
-                )],
-            ),
-            method_responses=METHOD_RESPONSES,
-        )
-        self.api.root.get_resource("v1").add_resource("feedback").add_method(  # type: ignore[union-attr]
-            "POST",
-            apigw.LambdaIntegration(self.functions.feedback, allow_test_invoke=False),
-        )
+        for flow in self.workflows.values():
+            flow.state_machine.grant_start_sync_execution(self._start_role)
 
         self.api_key = self.api.add_api_key(
             "ApiKey",
@@ -363,20 +329,57 @@ class OnlineApi(Construct):
     def url(self) -> str:
         return self.api.url
 
+    def predict_wiring(self, model: str | None) -> dict[str, Any]:
+        """POST /v1/models/<model>/predict: the model's workflow, started synchronously; on the
+        templated path (no workflow), the 404 Preprocess gives for an unknown model."""
+        if model is None:
+            integration = apigw.MockIntegration(
+                passthrough_behavior=apigw.PassthroughBehavior.NEVER,
+                request_templates={"application/json": '{"statusCode": 404}'},
+                integration_responses=[apigw.IntegrationResponse(
+                    status_code="404",
+                    response_templates={"application/json": unknown_model_template(self._config.models)},
+                )],
+            )  # fmt: skip
+            return {"integration": integration, "method_responses": METHOD_RESPONSES}
+        flow = self.workflows[model]
+        integration = apigw.AwsIntegration(
+            service="states",
+            action="StartSyncExecution",
+            integration_http_method="POST",
+            options=apigw.IntegrationOptions(
+                credentials_role=self._start_role,
+                passthrough_behavior=apigw.PassthroughBehavior.NEVER,
+                request_templates={"application/json": start_execution_template(
+                    flow.state_machine.state_machine_arn, model
+                )},
+                integration_responses=EXECUTION_RESPONSES,
+            ),
+        )  # fmt: skip
+        return {"integration": integration, "method_responses": METHOD_RESPONSES}
+
+    def feedback_wiring(self, model: str | None = None) -> dict[str, Any]:
+        return {"integration": apigw.LambdaIntegration(self.functions.feedback, allow_test_invoke=False)}
+
     def _gateway_responses(self) -> None:
         """API Gateway's own refusals in the same JSON shape as the workflow's errors."""
         def add(kind: apigw.ResponseType, status: str, error: str,
-                headers: dict[str, str] | None = None) -> None:
+                headers: dict[str, str] | None = None, details: str = "") -> None:
             self.api.add_gateway_response(
                 f"{error.title().replace('_', '')}{status}",
                 type=kind,
                 status_code=status,
                 response_headers={"Content-Type": "'application/json'", **(headers or {})},
                 templates={"application/json": (
-                    f'{{"error":"{error}","message":$context.error.messageString,'
+                    f'{{"error":"{error}","message":$context.error.messageString,{details}'
                     '"request_id":"$context.requestId"}'
                 )},
             )
+
+        # a body the contract's schema refuses (api_routes): what failed, as a detail
+        problem = _ESCAPE.format("$context.error.validationErrorString")
+        add(apigw.ResponseType.BAD_REQUEST_BODY, "400", "invalid_request",
+            details=f'"details":[{{"instance":null,"field":null,"problem":"{problem}"}}],')
 
         add(apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, "404", "not_found")
         add(apigw.ResponseType.INVALID_API_KEY, "403", "forbidden")

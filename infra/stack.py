@@ -5,7 +5,10 @@ from __future__ import annotations
 from aws_cdk import Aws, CfnOutput, Stack
 from constructs import Construct
 
+from inferline import contract
 from inferline.resources import UPLOADS_PREFIX
+from inferline.spec import load_spec
+from infra.api_routes import ApiRoutes
 from infra.batch import Batch
 from infra.config import Config
 from infra.lambda_code import LambdaFunctions
@@ -37,7 +40,17 @@ class InferlineStack(Stack):
         )
         self.batch = Batch(
             self, "Batch", config=config, storage=self.storage, serving=self.serving,
-            lambdas=lambdas, api=self.online_api.api,
+            lambdas=lambdas,
+        )
+        # The API's routes: the contract's paths, each wired to what serves it.
+        self.api_routes = ApiRoutes(
+            self, "ApiRoutes", api=self.online_api.api, specs=[load_spec(m) for m in config.models],
+            wiring={
+                contract.PREDICT: self.online_api.predict_wiring,
+                contract.FEEDBACK: self.online_api.feedback_wiring,
+                contract.SUBMIT_BATCH_JOB: self.batch.submit_wiring,
+                contract.GET_BATCH_JOB: self.batch.status_wiring,
+            },
         )
         self.retraining = Retraining(
             self, "Retraining", config=config, storage=self.storage, serving=self.serving,

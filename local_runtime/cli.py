@@ -159,6 +159,10 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo-monitor", help="walk through monitoring: drift, alarm, early retraining")
     s.set_defaults(run=cmd_demo_monitor)
+
+    s = sub.add_parser("api-docs", help="write docs/openapi.json and docs/api.md from the API contract")
+    s.add_argument("--check", action="store_true", help="only say whether they are up to date (1 if not)")
+    s.set_defaults(run=cmd_api_docs)
     return p
 
 
@@ -489,6 +493,17 @@ def cmd_demo_monitor(args, config: LocalConfig) -> int:
     up.start_detached(config)
     run_monitor_demo(config)
     return 0
+
+
+def cmd_api_docs(args, config: LocalConfig) -> int:
+    from local_runtime import api_docs
+
+    stale = api_docs.write(check=args.check)
+    for path in stale:
+        print(f"{path.relative_to(api_docs.REPO_ROOT)}: {'out of date' if args.check else 'written'}")
+    if not stale:
+        print("docs/openapi.json and docs/api.md match the API contract")
+    return 1 if args.check and stale else 0
 
 
 if __name__ == "__main__":

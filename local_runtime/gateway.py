@@ -1,10 +1,12 @@
 """The local API Gateway: HTTP requests in, API Gateway proxy events to the same handlers out.
 
-Routes (as the deployed REST API):
-  POST /v1/models/{model}/predict   -> the online workflow (preprocess, endpoint, postprocess)
-  POST /v1/feedback                 -> the feedback handler
-  POST /v1/models/{model}/batch-jobs -> the batch submit handler (a presigned upload URL)
-  GET  /v1/batch-jobs/{job_id}       -> the batch status handler
+Its routes are the API contract's (inferline.contract): every path of the OpenAPI document,
+served by the operation the document names, as the deployed REST API is:
+  predict           the online workflow (preprocess, endpoint, postprocess); the templated
+                    path answers 404 unknown_model for a model that is not served, as the
+                    deployed API's mock does
+  feedback, submit_batch_job, get_batch_job   the Lambda handlers
+  get_openapi       the document itself
 Every route requires the API key in `x-api-key`: missing is 401, wrong is 403. Bodies over
 the size limit are refused with 413 before any handler runs, and a body that stops arriving
 gets 408 (and the connection is closed: its framing is lost). No exception leaves a route: a
@@ -27,6 +29,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from inferline import contract
+from inferline.spec import load_spec
 from inferline.workflow import MAX_BODY_BYTES
 from local_runtime.config import LocalConfig
 from local_runtime.online_workflow import LocalOnlineWorkflow, context_for
@@ -141,30 +145,43 @@ def create_app(config: LocalConfig, serving_urls: dict[str, str]) -> Starlette:
             return error(413, "payload_too_large", f"request body is over {MAX_BODY_BYTES} bytes")
         return body
 
-    async def predict(request: Request) -> Response:
-        body = await read_checked(request)
-        if isinstance(body, Response):
-            return body
-        event = event_from(request, body, {"model": request.path_params["model"]})
-        started = time.perf_counter()
-        reply, steps = await run_in_threadpool(workflow.run, event)
-        log.info(
-            "predict %s -> %s via %s in %.1f ms",
-            request.path_params["model"],
-            reply["statusCode"],
-            " > ".join(steps),
-            (time.perf_counter() - started) * 1000,
-        )
-        return to_http(reply)
-
-    def lambda_route(handler, function_name: str):
-        """A route proxied to one Lambda handler, with the route's path parameters in the event."""
+    def predict(model: str | None):
+        """The workflow for `model`, or (templated path) for the model the path names if served."""
 
         async def route(request: Request) -> Response:
             body = await read_checked(request)
             if isinstance(body, Response):
                 return body
-            event = event_from(request, body, dict(request.path_params) or None)
+            name = model or request.path_params["model"]
+            if name not in serving_urls:
+                return unknown_model(name)
+            event = event_from(request, body, {"model": name})
+            started = time.perf_counter()
+            reply, steps = await run_in_threadpool(workflow.run, event)
+            log.info("predict %s -> %s via %s in %.1f ms", name, reply["statusCode"], " > ".join(steps),
+                     (time.perf_counter() - started) * 1000)  # fmt: skip
+            return to_http(reply)
+
+        return route
+
+    def unknown_model(name: str) -> Response:
+        return JSONResponse({"error": "unknown_model", "message": f"no model named '{name}'",
+                             "models": sorted(serving_urls)}, status_code=404)  # fmt: skip
+
+    def lambda_route(handler, function_name: str, model: str | None = None):
+        """A route proxied to one Lambda handler, with the route's path parameters in the event
+        (a model's own path names its model, as API Gateway's does; on the templated path, a
+        model that is not served is a 404, as the deployed Lambdas hold only served specs)."""
+
+        async def route(request: Request) -> Response:
+            body = await read_checked(request)
+            if isinstance(body, Response):
+                return body
+            named = request.path_params.get("model")
+            if named is not None and named not in serving_urls:
+                return unknown_model(named)
+            parameters = dict(request.path_params) | ({"model": model} if model else {})
+            event = event_from(request, body, parameters or None)
             return to_http(await run_in_threadpool(handler, event, context_for(function_name)))
 
         return route
@@ -192,21 +209,34 @@ def create_app(config: LocalConfig, serving_urls: dict[str, str]) -> Starlette:
         log.exception("unhandled error on %s", request.url.path, exc_info=exc)
         return error(500, "internal_error", "the request failed inside the platform; see the gateway log")
 
+    document = contract.openapi([load_spec(m) for m in serving_urls])
+
+    async def openapi(request: Request) -> Response:
+        checked = await read_checked(request)
+        if isinstance(checked, Response):
+            return checked
+        served = document | {"servers": [{"url": str(request.base_url).rstrip("/") or "/"}]}
+        return JSONResponse(served)
+
+    def endpoint(operation: str, model: str | None):
+        """What serves an operation of the contract (on a model's own path, for that model)."""
+        if operation == contract.PREDICT:
+            return predict(model)
+        if operation == contract.FEEDBACK:
+            return lambda_route(feedback_handler, "feedback")
+        if operation == contract.SUBMIT_BATCH_JOB:
+            return lambda_route(batch_api.submit, "batch-submit", model)
+        if operation == contract.GET_BATCH_JOB:
+            return lambda_route(batch_api.status, "batch-status")
+        if operation == contract.GET_OPENAPI:
+            return openapi
+        raise ValueError(f"the contract names an operation the gateway cannot serve: {operation}")
+
+    routes = [
+        Route(path, guarded(endpoint(route.operation, contract.path_model(path, route))), methods=[method])
+        for method, path, route in contract.paths(serving_urls)
+    ]
     return Starlette(
-        routes=[
-            Route("/v1/models/{model}/predict", guarded(predict), methods=["POST"]),
-            Route("/v1/feedback", guarded(lambda_route(feedback_handler, "feedback")), methods=["POST"]),
-            Route(
-                "/v1/models/{model}/batch-jobs",
-                guarded(lambda_route(batch_api.submit, "batch-submit")),
-                methods=["POST"],
-            ),
-            Route(
-                "/v1/batch-jobs/{job_id}",
-                guarded(lambda_route(batch_api.status, "batch-status")),
-                methods=["GET"],
-            ),
-            Route("/_local/health", guarded(health), methods=["GET"]),
-        ],
+        routes=[*routes, Route("/_local/health", guarded(health), methods=["GET"])],
         exception_handlers={404: not_found, 405: not_allowed, Exception: internal},
     )

@@ -6,27 +6,13 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from inferline.boundary import BadRequest, parse_json, require_json
+from inferline.contract import FeedbackRequest
 from inferline.ground_truth import record_feedback
 from inferline.spec import ModelSpec
 from inferline.workflow import error_response, response
-
-MAX_ITEMS = 1000
-
-
-class FeedbackItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    prediction_id: str = Field(min_length=1, max_length=64)
-    actual: bool | int | str  # a class value or its label; pydantic keeps the JSON type
-
-
-class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    feedback: list[FeedbackItem] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
 def feedback(

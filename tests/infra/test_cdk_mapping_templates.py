@@ -17,8 +17,9 @@ import os
 import pytest
 from infra_helpers import resolve
 
-from inferline import workflow
+from inferline import contract, workflow
 from inferline.events import PredictEvent
+from inferline.spec import load_spec
 
 try:
     import airspeed
@@ -232,7 +233,8 @@ def test_a_refused_start_maps_to_a_clear_status(responses, error_type, code, err
 @pytest.mark.parametrize("model", ["no-such-model", "it's \"odd\""])
 def test_unknown_model_gets_preprocess_404_body(synth, model):
     (method,) = [m["Properties"] for m in synth.resources("AWS::ApiGateway::Method").values()
-                 if m["Properties"]["Integration"].get("Type") == "MOCK"]
+                 if m["Properties"]["Integration"].get("Type") == "MOCK"
+                 and m["Properties"]["Integration"]["IntegrationResponses"][0]["StatusCode"] == "404"]
     (response,) = method["Integration"]["IntegrationResponses"]
     assert response["StatusCode"] == "404"
     body, _ = render(response["ResponseTemplates"]["application/json"],
@@ -244,9 +246,29 @@ def test_unknown_model_gets_preprocess_404_body(synth, model):
 
 
 def test_gateway_refusals_render_as_json(synth):
+    problem = 'instance failed to match exactly one schema (matched 0 out of 2) ["a\\b"]'
     for props in (r["Properties"] for r in
                   synth.resources("AWS::ApiGateway::GatewayResponse").values()):
         template = props["ResponseTemplates"]["application/json"]
-        text = airspeed.Template(template).merge({"context": {
-            "requestId": REQUEST_ID, "error": {"messageString": '"Forbidden"'}}})
-        assert json.loads(text)["message"] == "Forbidden"
+        text = airspeed.Template(template).merge({"util": Util(), "context": {
+            "requestId": REQUEST_ID,
+            "error": {"messageString": '"Forbidden"', "validationErrorString": problem}}})
+        reply = json.loads(text)
+        assert reply["message"] == "Forbidden"
+        if props["ResponseType"] == "BAD_REQUEST_BODY":
+            assert reply["error"] == "invalid_request"
+            assert reply["details"] == [{"instance": None, "field": None, "problem": problem}]
+
+
+def test_openapi_document_is_served_as_the_contract_says(synth):
+    """GET /v1/openapi.json renders the contract's document, with the stage's URL as its server."""
+    (method,) = [m["Properties"] for m in synth.resources("AWS::ApiGateway::Method").values()
+                 if m["Properties"]["HttpMethod"] == "GET"
+                 and m["Properties"]["Integration"]["Type"] == "MOCK"]
+    (response,) = method["Integration"]["IntegrationResponses"]
+    template = resolve(response["ResponseTemplates"]["application/json"])
+    domain = "abc.execute-api.eu-west-1.amazonaws.com"
+    text = airspeed.Template(template).merge({"context": {"domainName": domain, "stage": "prod"}})
+    document = contract.openapi([load_spec(m) for m in synth.config.models])
+    assert json.loads(text) == document | {"servers": [{"url": f"https://{domain}/prod"}]}
+    assert "$ref" in text and "#/components/schemas/" in text

@@ -10,8 +10,10 @@ from aws_cdk.assertions import Match
 from infra_helpers import actions_on, resolve
 from infra_helpers import role_statements as statements_of_role
 
+from inferline import contract
 from inferline.monitoring import ALARMS, alarm_name
 from inferline.resources import BUCKETS, ENV_VARS, TABLES, endpoint_name, table_name
+from inferline.spec import load_spec
 
 # -- helpers ---------------------------------------------------------------------------
 
@@ -194,11 +196,12 @@ def test_routes(synth):
         ]
         for m in synth.resources("AWS::ApiGateway::Method").values()
     }
-    expected = {("POST", f"/v1/models/{m}/predict") for m in synth.config.models}
-    expected |= {("POST", "/v1/models/{model}/predict"), ("POST", "/v1/feedback")}
-    # batch jobs: every model's static resource and {model} (no fallback between them)
-    expected |= {("POST", f"/v1/models/{m}/batch-jobs") for m in [*synth.config.models, "{model}"]}
-    expected |= {("GET", "/v1/batch-jobs/{job_id}")}
+    # exactly the API contract's paths: the OpenAPI document of the served models
+    document = contract.openapi([load_spec(m) for m in synth.config.models])
+    expected = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
+    # per-model routes: every model's static resource and {model} (API Gateway has no fallback)
+    assert ("POST", "/v1/models/{model}/batch-jobs") in expected
+    assert {("POST", f"/v1/models/{m}/predict") for m in synth.config.models} <= expected
     assert set(routes) == expected
     for model in synth.config.models:
         integration = routes[("POST", f"/v1/models/{model}/predict")]
@@ -207,8 +210,32 @@ def test_routes(synth):
         assert integration["PassthroughBehavior"] == "NEVER"
     assert routes[("POST", "/v1/models/{model}/predict")]["Type"] == "MOCK"
     assert routes[("POST", "/v1/feedback")]["Type"] == "AWS_PROXY"
-    for route in expected - {("POST", f"/v1/models/{m}/predict") for m in [*synth.config.models, "{model}"]}:
+    assert routes[("GET", contract.OPENAPI_PATH)]["Type"] == "MOCK"
+    proxied = {("POST", f"/v1/models/{m}/predict") for m in [*synth.config.models, "{model}"]}
+    for route in expected - proxied - {("GET", contract.OPENAPI_PATH)}:
         assert routes[route]["Type"] == "AWS_PROXY", route
+
+
+def test_feedback_and_batch_job_bodies_are_validated_by_the_contracts_schemas(synth):
+    """Draft 4 models from the contract's schemas on exactly those two routes; predict is not
+    validated at the gateway (Preprocess logs each refusal for monitoring)."""
+    models = {m["Properties"]["Name"]: m["Properties"]
+              for m in synth.resources("AWS::ApiGateway::Model").values()}
+    assert set(models) == {"FeedbackRequest", "BatchJobRequest"}
+    feedback = models["FeedbackRequest"]["Schema"]
+    assert feedback["required"] == ["feedback"] and feedback["additionalProperties"] is False
+    assert feedback["properties"]["feedback"]["maxItems"] == contract.MAX_FEEDBACK_ITEMS
+    item = feedback["properties"]["feedback"]["items"]
+    assert item["properties"]["prediction_id"] == {"type": "string", "minLength": 1, "maxLength": 64}
+    batch = models["BatchJobRequest"]["Schema"]
+    assert batch["required"] == ["email"] and "$ref" not in json.dumps(batch)
+    validated = [m["Properties"] for m in synth.resources("AWS::ApiGateway::Method").values()
+                 if m["Properties"].get("RequestModels")]
+    assert len(validated) == 1 + len(synth.config.models)  # feedback, each model's batch-jobs
+    for method in validated:
+        assert method["HttpMethod"] == "POST" and "RequestValidatorId" in method
+    validator = synth.one("AWS::ApiGateway::RequestValidator")["Properties"]
+    assert validator["ValidateRequestBody"] is True and not validator.get("ValidateRequestParameters")
 
 
 def test_usage_plan_throttles_the_key(synth):

@@ -14,6 +14,8 @@ import pytest
 import uvicorn
 
 from inferline import aws as aws_clients
+from inferline import contract
+from inferline.spec import load_spec
 from local_runtime import gateway
 from local_runtime.config import LocalConfig
 
@@ -92,3 +94,31 @@ def test_health_says_only_ok_without_the_key(server):
     assert wrong.json() == {"status": "ok"}
     full = httpx.get(f"{server.api_url}/_local/health", headers={"x-api-key": "k"}).json()
     assert full["models"] == ["purchase-propensity"] and "aws" in full
+
+
+def test_the_gateways_routes_are_the_contracts_paths(server):
+    """Every path and method of the OpenAPI document, and nothing else but the local health check."""
+    app = gateway.create_app(server, {"purchase-propensity": "http://127.0.0.1:1"})
+    served = {(method, route.path) for route in app.routes for method in route.methods - {"HEAD"}}
+    document = contract.openapi([load_spec("purchase-propensity")])
+    expected = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
+    assert served == expected | {("GET", "/_local/health")}
+    assert ("POST", "/v1/models/purchase-propensity/predict") in served
+
+
+def test_the_document_is_served_with_the_key_only(server):
+    with httpx.Client(base_url=server.api_url) as client:
+        assert client.get(contract.OPENAPI_PATH).status_code == 401
+        reply = client.get(contract.OPENAPI_PATH, headers={"x-api-key": "k"})
+    assert reply.status_code == 200
+    document = contract.openapi([load_spec("purchase-propensity")])
+    assert reply.json() == document | {"servers": [{"url": server.api_url}]}
+
+
+def test_a_model_that_is_not_served_is_404_on_the_templated_path(server):
+    """As the deployed API's mock answers: the model list, no workflow started."""
+    with httpx.Client(base_url=server.api_url, headers={"x-api-key": "k"}) as client:
+        reply = client.post("/v1/models/not-served/predict", json={"instances": [{}]})
+    assert reply.status_code == 404
+    assert reply.json() == {"error": "unknown_model", "message": "no model named 'not-served'",
+                            "models": ["purchase-propensity"]}  # fmt: skip
