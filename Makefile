@@ -8,7 +8,7 @@ UV_VERSION := 0.13.8
 export UV_PYTHON_DOWNLOADS := never
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup browser up demo demo-retrain demo-monitor down test test-unit test-integration test-infra lint api-docs synth bench bench-monitoring clean
+.PHONY: setup browser up demo demo-retrain demo-monitor down test test-unit test-integration test-infra lint api-docs fuzz synth bench bench-monitoring clean
 
 setup: $(VENV)/.installed $(if $(wildcard package.json),node_modules/.installed)
 
@@ -55,6 +55,9 @@ test-infra: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+fuzz: setup          ## the long fuzz run: ~20,000 requests from the OpenAPI document against a local platform
+	FUZZ_MAX_EXAMPLES=3000 FUZZ_MIN_REQUESTS=20000 $(BIN)/pytest -p no:cacheprovider tests/integration/test_fuzz_api.py -s
 
 api-docs: setup      ## rewrite docs/openapi.json and docs/api.md from the API contract
 	$(BIN)/inferline api-docs

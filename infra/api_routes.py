@@ -26,7 +26,7 @@ Wiring = Callable[[str | None], dict[str, Any]]
 VALIDATED = {contract.FEEDBACK: "FeedbackRequest", contract.SUBMIT_BATCH_JOB: "BatchJobRequest"}
 # JSON Schema keywords API Gateway's draft 4 validator understands, as the contract uses them.
 _DRAFT4 = {"type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
-           "minLength", "maxLength", "minimum", "maximum", "pattern", "enum", "anyOf"}  # fmt: skip
+           "minLength", "maxLength", "minimum", "maximum", "pattern", "enum", "anyOf", "format"}  # fmt: skip
 _DOCS_ONLY = {"title", "description", "default"}
 
 
@@ -118,7 +118,7 @@ _ARGUMENT = {"type": "type", "properties": "properties", "required": "required",
              "additionalProperties": "additional_properties", "items": "items", "minItems": "min_items",
              "maxItems": "max_items", "minLength": "min_length", "maxLength": "max_length",
              "minimum": "minimum", "maximum": "maximum", "pattern": "pattern", "enum": "enum",
-             "anyOf": "any_of"}  # fmt: skip
+             "anyOf": "any_of", "format": "format"}  # fmt: skip
 _TYPES = {"object": apigw.JsonSchemaType.OBJECT, "array": apigw.JsonSchemaType.ARRAY,
           "string": apigw.JsonSchemaType.STRING, "integer": apigw.JsonSchemaType.INTEGER,
           "number": apigw.JsonSchemaType.NUMBER, "boolean": apigw.JsonSchemaType.BOOLEAN,

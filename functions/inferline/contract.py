@@ -24,6 +24,7 @@ from pydantic.json_schema import models_json_schema
 
 from inferline.jobs import AWAITING_UPLOAD, FAILED, RUNNING, SPLITTING, SUCCEEDED
 from inferline.spec import FieldSpec, ModelSpec
+from inferline.validation import MAX_STORED_FLOAT, MAX_STORED_INT
 from inferline.workflow import MAX_BODY_BYTES
 
 OPENAPI_PATH = "/v1/openapi.json"
@@ -132,7 +133,8 @@ class FeedbackResponse(BaseModel):
 class BatchJobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: str = Field(max_length=254, description="where the results link is sent (never echoed back)")
+    email: str = Field(max_length=254, json_schema_extra={"format": "email"},
+                       description="where the results link is sent (never echoed back)")
     file_name: str | None = Field(default=None, min_length=1, max_length=255, pattern=NO_CONTROL_CHARACTERS,
                                   description="named in the email's subject")
     size: int | None = Field(default=None, ge=1, le=MAX_UPLOAD_BYTES, description="the file's size in bytes")
@@ -313,7 +315,7 @@ def _templated_statuses(route: Route) -> tuple[int, ...]:
 
 
 def _number(x: float) -> int | float:
-    return int(x) if float(x).is_integer() else x
+    return int(x) if isinstance(x, int) or (abs(x) < 2**53 and float(x).is_integer()) else x
 
 
 def _predict_request_name(model: str) -> str:
@@ -344,10 +346,10 @@ def _field_schema(field: FieldSpec) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": kind}
     if field.allowed is not None:
         schema["enum"] = list(field.allowed)
-    if field.min is not None:
-        schema["minimum"] = _number(field.min)
-    if field.max is not None:
-        schema["maximum"] = _number(field.max)
+    if kind in ("integer", "number"):  # the field's limits within what the stores hold
+        limit = MAX_STORED_INT if kind == "integer" else MAX_STORED_FLOAT
+        schema["minimum"] = _number(max(field.min, -limit) if field.min is not None else -limit)
+        schema["maximum"] = _number(min(field.max, limit) if field.max is not None else limit)
     if field.max_length is not None:
         schema["maxLength"] = field.max_length
     if field.pii:

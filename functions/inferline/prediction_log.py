@@ -86,8 +86,17 @@ def _delete_items(table, ids: list[str]) -> None:
 
 
 def to_dynamo(value: Any) -> Any:
-    """DynamoDB wants Decimal, not float."""
-    return json.loads(json.dumps(value), parse_float=Decimal)
+    """DynamoDB wants Decimal, not float; a float nearer zero than DynamoDB can hold (1e-130, a
+    model's score can be) is stored as 0."""
+    return json.loads(json.dumps(value), parse_float=_stored_decimal)
+
+
+_SMALLEST = Decimal("1e-130")
+
+
+def _stored_decimal(text: str) -> Decimal:
+    number = Decimal(text)
+    return Decimal(0) if number and abs(number) < _SMALLEST else number
 
 
 def from_dynamo(value: Any) -> Any:

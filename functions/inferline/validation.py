@@ -36,6 +36,13 @@ class InvalidRequest(ValueError):
         self.error = error
 
 
+# What the prediction log's DynamoDB items can hold: numbers of at most 38 digits, of magnitude
+# 1e-130 to just under 1e126. A larger value is refused; a float nearer zero than 1e-130 is 0.
+MAX_STORED_INT = 10**38 - 1
+MAX_STORED_FLOAT = 1e125
+MIN_STORED_FLOAT = 1e-130
+
+
 def parse_instances(body: str | bytes | None, spec: ModelSpec) -> list[dict[str, Any]]:
     """The list of raw instances in a predict request body `{"instances": [...]}`: JSON every
     store accepts (inferline.boundary), in that shape."""
@@ -130,8 +137,14 @@ def check_value(field: FieldSpec | StoredFeatureSpec, value: Any) -> tuple[Any, 
             if isinstance(value, float) and not value.is_integer():
                 return value, f"must be an integer, got {value}"
             value = int(value)
+            if abs(value) > MAX_STORED_INT:
+                return value, "must have at most 38 digits"
         else:
             value = float(value)
+            if abs(value) > MAX_STORED_FLOAT:
+                return value, f"must be at most {MAX_STORED_FLOAT:g} in magnitude"
+            if abs(value) < MIN_STORED_FLOAT:
+                value = 0.0  # below what any store holds, and any feature's scale
         if field.min is not None and value < field.min:
             return value, f"must be >= {_num(field.min)}"
         if field.max is not None and value > field.max:

@@ -46,6 +46,7 @@ PREDICT_BODIES = [
     {"instances": [GOOD | {"unknown": 1}]},
     {"instances": [{k: v for k, v in GOOD.items() if k != "price"}]},
     {"instances": [GOOD | {"price": None}]},
+    {"instances": [GOOD | {"price": 9.6e-202}]},  # stored as 0 (found by fuzzing: it was a 500)
     {"instances": [GOOD | {"price": -0.01}]},
     {"instances": [GOOD | {"price": 100000.5}]},
     {"instances": [GOOD | {"price": "19.5"}]},

@@ -164,6 +164,17 @@ def test_postprocess_maps_scores_and_writes_the_log_without_pii(handlers, aws):
     assert EMAIL not in "".join(lines) and EMAIL not in json.dumps(item, default=str)
 
 
+def test_numbers_beyond_what_dynamodb_holds_are_refused_or_zero_never_a_500(handlers, aws):
+    """Found by the fuzz tests: a price of 1e-202 or a score of 1e-300 made the log write fail.
+    Nearer zero than 1e-130 is stored (and scored) as 0; a number too large is a 400."""
+    state, result = run_online(handlers, [INSTANCE | {"price": 9.6e-202}], [1e-300])
+    assert result["response"]["statusCode"] == 200
+    (prediction,) = json.loads(result["response"]["body"])["predictions"]
+    item = aws.predictions.get_item(Key={"prediction_id": prediction["prediction_id"]})["Item"]
+    assert item["features"]["price"] == 0 and item["output"]["score"] == 0
+    assert state["context"]["features"][0]["price"] == 0.0  # what the model is sent
+
+
 def test_postprocess_refuses_an_answer_that_does_not_fit(handlers, aws):
     preprocess, postprocess, _ = handlers
     state = preprocess(predict_event([INSTANCE]), context_for("preprocess"))

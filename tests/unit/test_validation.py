@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from inferline.spec import load_spec
-from inferline.validation import InvalidRequest, parse_instances, validate_instances
+from inferline.spec import FieldSpec, load_spec
+from inferline.validation import InvalidRequest, check_value, parse_instances, validate_instances
 
 SPEC = load_spec("purchase-propensity")
 GOOD = {
@@ -98,3 +98,25 @@ def test_too_many_instances_is_413():
         len(parse_instances(json.dumps({"instances": [GOOD] * SPEC.request.max_instances}), SPEC))
         == 100
     )
+
+
+@pytest.mark.parametrize(
+    "kind, value, expected, problem",
+    [
+        ("float", 1e-131, 0.0, None),
+        ("float", -9.6e-202, 0.0, None),
+        ("float", 1e-130, 1e-130, None),
+        ("float", 1e125, 1e125, None),
+        ("float", 1.1e125, None, "must be at most 1e+125 in magnitude"),
+        ("float", -1e300, None, "must be at most 1e+125 in magnitude"),
+        ("int", 10**38 - 1, 10**38 - 1, None),
+        ("int", -(10**38), None, "must have at most 38 digits"),
+        ("int", 1e40, None, "must have at most 38 digits"),
+    ],
+)
+def test_numbers_are_kept_within_what_the_stores_hold(kind, value, expected, problem):
+    """A field without limits of its own still only takes numbers DynamoDB can hold."""
+    clean, found = check_value(FieldSpec(type=kind), value)
+    assert found == problem
+    if problem is None:
+        assert clean == expected
