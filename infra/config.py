@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inferline.clients import NAME_PATTERN as CLIENT_NAME_PATTERN
 from inferline.monitoring import MONITOR_SCHEDULES
 from inferline.resources import DEFAULT_PREFIX, endpoint_name
 from inferline.spec import SpecError, UnknownModel, available_models, load_spec
@@ -38,9 +39,12 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "batchMaxConcurrency": (10, "most batch chunk workers at once (protects the endpoint)"),
     "alarmEmail": ("", "address subscribed to the alarm topic (empty: no subscription)"),
     "logRetentionDays": (30, "retention of every log group the stack creates"),
-    "apiRateLimit": (50, "API requests per second, per API key (steady state)"),
-    "apiBurstLimit": (100, "API request burst, per API key"),
-    "apiDailyQuota": (100_000, "API requests per day, per API key (0: no quota)"),
+    "apiRateLimit": (50, "API requests per second: the stage's limit, and a client's by default"),
+    "apiBurstLimit": (100, "API request burst: the stage's limit, and a client's by default"),
+    "apiDailyQuota": (100_000, "API requests per day, a client's by default (0: no quota)"),
+    "clients": ({"default": {"recipients": ["example.com"]}}, "named API clients, each with its own "
+                "key and usage plan: {name: {rateLimit, burstLimit, dailyQuota, recipients}}; "
+                "recipients: the addresses or domains its batch results may be emailed to"),
     "servingImage": ("", "serving image URI to use instead of building the Dockerfile"),
     "powertoolsLayerArn": ("", "Powertools layer ARN (empty: the public layer, by SSM)"),
     "retrainSchedule": ("cron(0 3 1 * ? *)", "when every model is retrained: an EventBridge "
@@ -97,6 +101,72 @@ class ModelData:
 
 
 @dataclass(frozen=True)
+class ClientConfig:
+    """One API client: its own key, usage plan (rate, burst, daily quota) and batch recipients."""
+
+    name: str
+    rate_limit: int
+    burst_limit: int
+    daily_quota: int | None
+    recipients: tuple[str, ...]
+
+
+CLIENT_KEYS = {"rateLimit", "burstLimit", "dailyQuota", "recipients"}
+RECIPIENT_PATTERN = re.compile(r"^([^@\s]+@)?[a-z0-9-]+(\.[a-z0-9-]+)+$", re.IGNORECASE)
+MAX_CLIENTS = 25  # their key ids travel in a Lambda environment variable (4 KB in all)
+
+
+def parse_clients(
+    raw: Any, rate: int, burst: int, quota: int | None
+) -> tuple[tuple[ClientConfig, ...], list[str]]:
+    """The `clients` setting (the same shape in cdk.json and the local clients file): the clients,
+    each limit defaulting to the API's, and the problems found."""
+    if isinstance(raw, str):  # given on the command line: -c clients='{"a": {...}}'
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return (), ["clients: not valid JSON"]
+    if not isinstance(raw, Mapping) or not raw:
+        return (), ["clients: expected at least one client: {name: {rateLimit, burstLimit, dailyQuota, "
+                    "recipients}}"]  # fmt: skip
+    found, problems = [], []
+    for name, settings in raw.items():
+        where = f"clients.{name}"
+        if not re.fullmatch(CLIENT_NAME_PATTERN, str(name)):
+            problems.append(f"{where}: a client name is 1-32 lowercase letters, digits or dashes")
+            continue
+        settings = settings or {}
+        if not isinstance(settings, Mapping):
+            problems.append(f"{where}: expected an object")
+            continue
+        unknown = sorted(set(settings) - CLIENT_KEYS)
+        if unknown:
+            problems.append(f"{where}: unknown keys {unknown} (known: {sorted(CLIENT_KEYS)})")
+        limits = {}
+        for key, default in (("rateLimit", rate), ("burstLimit", burst), ("dailyQuota", quota or 0)):
+            try:
+                limits[key] = _as_int(settings.get(key, default))
+                if limits[key] < 0 or (key != "dailyQuota" and limits[key] < 1):
+                    raise ValueError
+            except (TypeError, ValueError):
+                problems.append(f"{where}.{key}: expected a whole number of at least "
+                                f"{0 if key == 'dailyQuota' else 1}")  # fmt: skip
+                limits[key] = default
+        recipients = settings.get("recipients", [])
+        if not isinstance(recipients, list) or not all(
+            isinstance(r, str) and RECIPIENT_PATTERN.match(r.lstrip("@")) for r in recipients
+        ):
+            problems.append(f"{where}.recipients: expected a list of addresses (ops@example.com) or "
+                            "domains (example.com)")  # fmt: skip
+            recipients = []
+        found.append(ClientConfig(str(name), limits["rateLimit"], limits["burstLimit"],
+                                  limits["dailyQuota"] or None, tuple(recipients)))  # fmt: skip
+    if len(found) > MAX_CLIENTS:
+        problems.append(f"clients: at most {MAX_CLIENTS} clients")
+    return tuple(found), problems
+
+
+@dataclass(frozen=True)
 class Config:
     prefix: str
     models: tuple[str, ...]
@@ -116,6 +186,7 @@ class Config:
     api_rate_limit: int
     api_burst_limit: int
     api_daily_quota: int | None
+    clients: tuple[ClientConfig, ...]
     serving_image: str | None
     powertools_layer_arn: str | None
     retrain_schedule: str | None
@@ -199,6 +270,10 @@ def load_config(context: Mapping[str, Any]) -> Config:
             problems.append(f"{key}={job_type!r}: must have the same CPU architecture as "
                             f"instanceType ({instance_type}): the job runs the serving image")
 
+    clients, found = parse_clients(context.get("clients", SETTINGS["clients"][0]), rate, burst,
+                                   quota or None)  # fmt: skip
+    problems += found
+
     known = available_models()
     for model in models:
         try:
@@ -257,6 +332,7 @@ def load_config(context: Mapping[str, Any]) -> Config:
         api_rate_limit=rate,
         api_burst_limit=burst,
         api_daily_quota=quota or None,
+        clients=clients,
         serving_image=serving_image or None,
         powertools_layer_arn=layer or None,
         retrain_schedule=schedule or None,

@@ -1,0 +1,72 @@
+"""API clients: who sent a request, and whom a client's batch results may be emailed to.
+
+Each named client (cdk.json `clients`; locally $INFERLINE_HOME/clients.json) has its own API key,
+usage plan and rate limit. A request is known by its key's id, never the key: API Gateway puts it
+in the event at requestContext.identity.apiKeyId (the predict workflow's input carries it too),
+and the Lambdas that need the client read the mapping from the API_CLIENTS variable, which the CDK
+app and the local runtime both write:
+
+    API_CLIENTS='[{"key_id": "a1b2c3", "client": "analytics", "recipients": ["example.com"]}]'
+
+A recipient is an address (ops@example.com) or a domain (example.com: any address at it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+CLIENTS_ENV = "API_CLIENTS"
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
+
+
+@dataclass(frozen=True)
+class Client:
+    name: str
+    recipients: tuple[str, ...] = ()
+
+    def may_email(self, address: str) -> bool:
+        """Whether results may be sent to `address` (an address already checked as one)."""
+        address = address.strip().lower()
+        domain = address.rpartition("@")[2]
+        for allowed in (r.strip().lower() for r in self.recipients):
+            if "@" in allowed.lstrip("@"):  # one address
+                if address == allowed:
+                    return True
+            elif domain == allowed.lstrip("@"):  # any address at a domain
+                return True
+        return False
+
+
+def client_entries(clients: Mapping[str, Client]) -> str:
+    """The API_CLIENTS value for {key id: client}."""
+    return json.dumps([{"key_id": key_id, "client": c.name, "recipients": list(c.recipients)}
+                       for key_id, c in clients.items()], separators=(",", ":"))  # fmt: skip
+
+
+@cache
+def _parse(value: str) -> dict[str, Client]:
+    entries = json.loads(value) if value.strip() else []
+    return {e["key_id"]: Client(e["client"], tuple(e.get("recipients") or ())) for e in entries}
+
+
+def clients() -> dict[str, Client]:
+    """{API key id: client}, from API_CLIENTS."""
+    return _parse(os.environ.get(CLIENTS_ENV, ""))
+
+
+def key_id(request_context: Mapping[str, Any] | None) -> str | None:
+    """The API key id API Gateway names in an event's requestContext (None without one)."""
+    identity = (request_context or {}).get("identity") or {}
+    found = identity.get("apiKeyId")
+    return str(found) if found else None
+
+
+def client_for(request_context: Mapping[str, Any] | None) -> Client | None:
+    """The client whose key sent the request, or None if the key is not a configured client's."""
+    found = key_id(request_context)
+    return clients().get(found) if found else None
