@@ -30,8 +30,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from inferline import contract
+from inferline.clients import CLIENTS_ENV
 from inferline.spec import load_spec
 from inferline.workflow import MAX_BODY_BYTES
+from local_runtime.clients import Limiter, lambda_variable, load_clients
 from local_runtime.config import LocalConfig
 from local_runtime.online_workflow import LocalOnlineWorkflow, context_for
 
@@ -46,6 +48,7 @@ def api_gateway_event(
     headers: dict | None = None,
     query: dict | None = None,
     source_ip: str = "127.0.0.1",
+    api_key_id: str | None = None,
 ) -> dict:
     """A REST API (v1) proxy integration event, as API Gateway builds it."""
     headers = dict(headers or {})
@@ -69,7 +72,7 @@ def api_gateway_event(
             "path": path,
             "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
             "requestTimeEpoch": int(now.timestamp() * 1000),
-            "identity": {"sourceIp": source_ip, "apiKey": headers.get("x-api-key")},
+            "identity": {"sourceIp": source_ip, "apiKeyId": api_key_id},  # the key's id, never the key
         },
         "body": body or None,
         "isBase64Encoded": False,
@@ -77,6 +80,7 @@ def api_gateway_event(
 
 
 def event_from(request: Request, body: bytes, path_parameters: dict | None) -> dict:
+    client = getattr(request.state, "client", None)
     return api_gateway_event(
         request.method,
         request.url.path,
@@ -85,6 +89,7 @@ def event_from(request: Request, body: bytes, path_parameters: dict | None) -> d
         headers=dict(request.headers),
         query=dict(request.query_params),
         source_ip=request.client.host if request.client else "127.0.0.1",
+        api_key_id=client.key_id if client else None,
     )
 
 
@@ -119,7 +124,9 @@ def guarded(endpoint):
 
 def create_app(config: LocalConfig, serving_urls: dict[str, str]) -> Starlette:
     """The gateway app; the handlers are imported here, after the Lambda environment is set."""
-    os.environ.update(config.lambda_environment())
+    clients = load_clients(config)
+    by_key = {c.api_key: Limiter(c) for c in clients}
+    os.environ.update(config.lambda_environment() | {CLIENTS_ENV: lambda_variable(clients)})
     from batch import api_handler as batch_api
     from feedback.handler import handler as feedback_handler
     from postprocess.handler import handler as postprocess_handler
@@ -128,11 +135,21 @@ def create_app(config: LocalConfig, serving_urls: dict[str, str]) -> Starlette:
     workflow = LocalOnlineWorkflow(config.prefix, serving_urls, preprocess_handler, postprocess_handler)
 
     async def read_checked(request: Request) -> bytes | Response:
+        """The body, once the key, the client's limits and the body's size and arrival allow."""
         key = request.headers.get("x-api-key")
         if not key:
             return error(401, "missing_api_key", "send your API key in the x-api-key header")
-        if key != config.api_key:
+        limiter = by_key.get(key)
+        if limiter is None:
             return error(403, "invalid_api_key", "the API key is not valid")
+        refused = limiter.take()
+        if refused == "throttled":
+            message = f"client '{limiter.client.name}' is over its {limiter.client.rate_limit} requests/s"
+            return error(429, "throttled", message + "; retry shortly", headers={"Retry-After": "1"})
+        if refused == "quota_exceeded":
+            return error(429, "quota_exceeded", f"client '{limiter.client.name}' has used its "
+                         f"{limiter.client.daily_quota} requests for today (UTC)")
+        request.state.client = limiter.client
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             return error(413, "payload_too_large", f"request body is over {MAX_BODY_BYTES} bytes")
@@ -188,7 +205,7 @@ def create_app(config: LocalConfig, serving_urls: dict[str, str]) -> Starlette:
 
     async def health(request: Request) -> Response:
         """Up or not, to anyone; what it runs and where, to a caller with the key."""
-        if request.headers.get("x-api-key") != config.api_key:
+        if request.headers.get("x-api-key") not in by_key:
             return JSONResponse({"status": "ok"})
         return JSONResponse(
             {

@@ -23,6 +23,7 @@ from typing import Any
 
 from batch.recipients import check_address
 from inferline.boundary import BadRequest, parse_json, require_json
+from inferline.clients import Client
 from inferline.jobs import SUCCEEDED, create_job, get_job
 from inferline.resources import batch_output_key, upload_key
 from inferline.spec import ModelSpec, UnknownModel, available_models
@@ -38,8 +39,8 @@ MAX_PARTS = 1_000
 MAX_PART_SIZE = 5 * 1024**3
 # Control characters (Unicode category Cc) and the line and paragraph separators.
 _LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-PUBLIC_FIELDS = ("job_id", "model", "status", "total_chunks", "chunks_done", "rows_ok", "rows_failed",
-                 "failure_reason", "created_at", "updated_at", "finished_at")  # fmt: skip
+PUBLIC_FIELDS = ("job_id", "model", "client", "status", "total_chunks", "chunks_done", "rows_ok",
+                 "rows_failed", "failure_reason", "created_at", "updated_at", "finished_at")  # fmt: skip
 
 
 def submit_job(
@@ -52,11 +53,17 @@ def submit_job(
     upload_expiry_seconds: int,
     now: datetime | None = None,
     headers: dict[str, Any] | None = None,
+    client: Client | None = None,
 ) -> dict[str, Any]:
+    """201 with the upload instructions; the job records the client (the caller's API key's),
+    whose recipients alone may get its results."""
     try:
         require_json(headers)
     except BadRequest as exc:
         return error_response(exc.status, exc.error, exc.message)
+    if client is None:
+        return error_response(403, "unknown_client", "this API key is not a configured client's; "
+                              "batch jobs are sent only to a client's own recipients")  # fmt: skip
     try:
         spec = load_spec(model)
     except UnknownModel:
@@ -77,7 +84,12 @@ def submit_job(
     if multipart is None:
         multipart = size is not None and size >= MULTIPART_THRESHOLD
     email, _ = check_address(payload["email"])
-    job = create_job(jobs_table, spec.name, email, file_name=payload.get("file_name"))
+    if not client.may_email(email):
+        allowed = ", ".join(client.recipients) or "none configured"
+        message = f"client '{client.name}' may not send results to {email} (allowed: {allowed})"
+        detail = {"instance": None, "field": "email", "problem": message}
+        return response(400, {"error": "recipient_not_allowed", "message": message, "details": [detail]})
+    job = create_job(jobs_table, spec.name, email, file_name=payload.get("file_name"), client=client.name)
     key = upload_key(spec.name, job["job_id"])
     expires = (now or datetime.now(UTC)) + timedelta(seconds=upload_expiry_seconds)
     body = {"job_id": job["job_id"], "model": spec.name, "status": job["status"]}

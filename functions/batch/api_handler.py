@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from batch.api import job_status, submit_job
 from inferline import aws
+from inferline.clients import client_for
 from inferline.events import PredictEvent, RequestContext
 from inferline.settings import EnvSettings
 from inferline.spec import load_spec
@@ -58,6 +59,7 @@ def submit(event: PredictEvent, context: LambdaContext) -> dict:
         load_spec,
         settings.upload_url_expiry_seconds,
         headers=event.headers,
+        client=client_for(event.requestContext.api_key_id),
     )
     if reply["statusCode"] == 201:
         metrics.add_metric("JobsSubmitted", MetricUnit.Count, 1)

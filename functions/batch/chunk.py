@@ -154,7 +154,7 @@ def process_chunk(services: Services, body: str | dict) -> dict[str, Any]:
     with _collector_paused():
         rows = read_rows(spec, message, data)
         del data
-        results, log = score_rows(services, spec, message, jobs.started_at(job), rows)
+        results, log = score_rows(services, spec, message, jobs.started_at(job), rows, job.get("client"))
     if log is not None:
         write_log(services, spec, message, jobs.started_at(job), *log)
     write_parts(services, message, results, rows.errors)
@@ -334,7 +334,8 @@ def render_entities(spec: ModelSpec, stored: dict) -> dict[str, Entity]:
 
 
 def score_rows(
-    services: Services, spec: ModelSpec, message: ChunkMessage, at: datetime, rows: ChunkRows
+    services: Services, spec: ModelSpec, message: ChunkMessage, at: datetime, rows: ChunkRows,
+    client: str | None = None,
 ) -> tuple[list[str], tuple | None]:
     """results.csv lines for the rows the model scored (rows it refuses join the errors), and
     what the chunk's log needs (None when nothing was scored).
@@ -348,7 +349,7 @@ def score_rows(
     key = spec.entity.key
     cache = services.feature_cache or JobFeatures()
     entities = cache.lookup(services.features, spec, message.job_id, set(rows.values[key]))
-    writer = _ChunkWriter(spec, message, at, rows, [entities[i] for i in rows.values[key]])
+    writer = _ChunkWriter(spec, message, at, rows, [entities[i] for i in rows.values[key]], client)
     size = max(1, services.endpoint_max_rows)
     in_flight: deque = deque()
     with ThreadPoolExecutor(max_workers=max(1, services.endpoint_concurrency)) as pool:
@@ -371,8 +372,9 @@ class _ChunkWriter:
     """A chunk's rows rendered a slice at a time: CSV for the endpoint, then, with the scores,
     result lines and log lines (the log encoded slice by slice: one copy of it in memory)."""
 
-    def __init__(self, spec: ModelSpec, message: ChunkMessage, at: datetime, rows: ChunkRows, entity: list):
-        self.spec, self.at, self.rows, self.entity = spec, at, rows, entity
+    def __init__(self, spec: ModelSpec, message: ChunkMessage, at: datetime, rows: ChunkRows, entity: list,
+                 client: str | None = None):  # fmt: skip
+        self.spec, self.at, self.rows, self.entity, self.client = spec, at, rows, entity, client
         self.fields = spec.request.fields
         self.request_inputs = [name for name, f in self.fields.items() if f.model_input]
         self.header = ",".join(_csv_cell(name) for name in spec.model_inputs)
@@ -416,7 +418,7 @@ class _ChunkWriter:
     def _scored(self, indexes, outputs, version, latency_ms, start, request_json, features_json) -> None:
         spec, rows = self.spec, self.rows
         if version not in self.heads:
-            self.heads[version] = _log_head(spec, self.request_id, version, self.at)
+            self.heads[version] = _log_head(spec, self.request_id, version, self.at, self.client)
             self.by_version[version] = []
         head, latency = self.heads[version], _json_float(round(latency_ms, 3))
         numbers = [rows.rows[i] for i in indexes]
@@ -603,13 +605,14 @@ def _has_special(values: list[str]) -> bool:
     return any(c in joined for c in _CSV_SPECIAL)
 
 
-def _log_head(spec: ModelSpec, request_id: str, version: str, at: datetime) -> str:
+def _log_head(spec: ModelSpec, request_id: str, version: str, at: datetime, client: str | None) -> str:
     """The members every log line of one chunk and version shares, as prediction_record orders them."""
     head = {
         "request_id": request_id,
         "model": spec.name,
         "model_version": version,
         "source": "batch",
+        "client": client,
         "created_at": at.isoformat(),
         "expires_at": int((at + timedelta(days=spec.logging.prediction_ttl_days)).timestamp()),
     }

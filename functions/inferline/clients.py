@@ -18,7 +18,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
 
 CLIENTS_ENV = "API_CLIENTS"
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
@@ -59,14 +58,7 @@ def clients() -> dict[str, Client]:
     return _parse(os.environ.get(CLIENTS_ENV, ""))
 
 
-def key_id(request_context: Mapping[str, Any] | None) -> str | None:
-    """The API key id API Gateway names in an event's requestContext (None without one)."""
-    identity = (request_context or {}).get("identity") or {}
-    found = identity.get("apiKeyId")
-    return str(found) if found else None
-
-
-def client_for(request_context: Mapping[str, Any] | None) -> Client | None:
-    """The client whose key sent the request, or None if the key is not a configured client's."""
-    found = key_id(request_context)
-    return clients().get(found) if found else None
+def client_for(key_id: str | None) -> Client | None:
+    """The client whose API key (by id: requestContext.identity.apiKeyId) sent a request, or None
+    if the key is not a configured client's."""
+    return clients().get(key_id) if key_id else None

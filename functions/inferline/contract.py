@@ -176,6 +176,7 @@ JobStatus = Literal[AWAITING_UPLOAD, SPLITTING, RUNNING, SUCCEEDED, FAILED]
 class BatchJob(BaseModel):
     job_id: str
     model: str
+    client: str | None = Field(default=None, description="the API client that submitted it")
     status: JobStatus
     total_chunks: int | None = None
     chunks_done: int | None = None

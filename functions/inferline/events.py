@@ -14,8 +14,17 @@ class _Event(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class Identity(_Event):
+    apiKeyId: str | None = None  # the caller's API key id (never the key): its client
+
+
 class RequestContext(_Event):
     requestId: str
+    identity: Identity | None = None
+
+    @property
+    def api_key_id(self) -> str | None:
+        return self.identity.apiKeyId if self.identity else None
 
 
 class ModelPath(_Event):

@@ -54,6 +54,7 @@ def create_job(
     *,
     source_key: str | None = None,
     file_name: str | None = None,
+    client: str | None = None,
     status: str = AWAITING_UPLOAD,
     now: datetime | None = None,
 ) -> dict[str, Any]:
@@ -75,6 +76,8 @@ def create_job(
         item["email"] = email
     if source_key:
         item["source_key"] = source_key
+    if client:  # the API client that submitted it (a direct upload to S3 has none)
+        item["client"] = client
     if file_name:  # the name the user knows the file by (the upload key is the job id)
         item["file_name"] = file_name
     try:

@@ -35,6 +35,7 @@ def prediction_record(
     output: dict[str, Any],
     latency_ms: float,
     source: str = "online",
+    client: str | None = None,
 ) -> dict[str, Any]:
     return {
         "prediction_id": prediction_id,
@@ -42,6 +43,7 @@ def prediction_record(
         "model": model,
         "model_version": model_version,
         "source": source,
+        "client": client,  # the API client that asked (None: not through the API)
         "created_at": created_at.isoformat(),
         "expires_at": int((created_at + timedelta(days=ttl_days)).timestamp()),
         "request": request,

@@ -50,6 +50,7 @@ def postprocess(
             entity_known=known,
             output=output,
             latency_ms=latency_ms,
+            client=context.get("client"),
         )
         for pid, request, features, known, output in zip(
             ids,

@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from inferline import aws
+from inferline.clients import client_for
 from inferline.events import PredictEvent
 from inferline.refusals import write_refusal
 from inferline.settings import PreprocessSettings
@@ -35,6 +36,7 @@ def handler(event: PredictEvent, context: LambdaContext) -> dict:
         load_spec,
         log_refusal,
         event.headers,
+        client=client.name if (client := client_for(event.requestContext.api_key_id)) else None,
     )
     if result["valid"]:
         metrics.add_metric("Instances", MetricUnit.Count, len(result["context"]["prediction_ids"]))

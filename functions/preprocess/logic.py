@@ -32,6 +32,7 @@ def preprocess(
     load_spec: Callable[[str], ModelSpec],
     log_refusal: Callable[[dict[str, Any]], None] | None = None,
     headers: dict[str, Any] | None = None,
+    client: str | None = None,
 ) -> dict[str, Any]:
     """The Preprocess step's output: {"valid": true, "endpoint_body", "context"} or
     {"valid": false, "response"} with a 4xx that names every problem (and, for a model that
@@ -97,6 +98,7 @@ def preprocess(
         "context": {
             "request_id": request_id,
             "model": spec.name,
+            "client": client,
             "received_at": datetime.fromtimestamp(started, UTC).isoformat(),
             "prediction_ids": [str(uuid.uuid4()) for _ in instances],
             "requests": redact(spec, instances),

@@ -3,6 +3,7 @@ or, when none is given, the local runtime started by its own command on free por
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+PARTNER, PARTNER_KEY = "partner", "partner-key"  # a second local client (see target)
 STARTUP_TIMEOUT_S = 300
 
 
@@ -52,6 +54,13 @@ def target(tmp_path_factory) -> Target:
         )
         return
     home = tmp_path_factory.mktemp("inferline-home")
+    # two clients: the suite's own (its limits high enough for the fuzz run) and a throttled one
+    (home / "clients.json").write_text(json.dumps({"clients": {
+        "integration": {"apiKey": "integration-key", "rateLimit": 10_000, "burstLimit": 10_000,
+                        "recipients": ["example.com", "example.org"]},
+        PARTNER: {"apiKey": PARTNER_KEY, "rateLimit": 1, "burstLimit": 3,
+                  "recipients": ["ops@partner.example"]},
+    }}))  # fmt: skip
     api, serving, aws = free_ports(3)
     env = os.environ | {
         "INFERLINE_HOME": str(home),

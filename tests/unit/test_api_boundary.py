@@ -14,6 +14,7 @@ from test_batch import batch as batch  # noqa: F401  (the fixture, shared)
 from batch import api
 from feedback.logic import feedback
 from inferline.boundary import MAX_DEPTH, BadRequest, parse_json, require_json
+from inferline.clients import Client
 from inferline.features import load_features_csv
 from inferline.prediction_log import prediction_record, write_prediction_log
 from inferline.spec import load_spec
@@ -26,6 +27,8 @@ GOOD = {"user_id": "u1", "price": 10.5, "category": "books", "device": "mobile",
 SURROGATE = "\\ud800"  # as JSON text: a lone high surrogate
 DEEP = "[" * 1000 + "]" * 1000
 JSON = {"Content-Type": "application/json"}
+
+CLIENT = Client("tests", ("example.com",))  # the client whose key sent the requests
 
 
 @pytest.fixture
@@ -73,7 +76,7 @@ def test_a_lone_surrogate_in_a_batch_job_is_a_400_naming_it(batch, field):  # no
         '"PLACEHOLDER"' if field == "file_name" else f'"{OWNER}"', f'"x{SURROGATE}"'
     )
     reply = api.submit_job(
-        MODEL, body, batch.services.jobs, batch.aws.s3, batch.aws.data_bucket, load_spec, 600
+        MODEL, body, batch.services.jobs, batch.aws.s3, batch.aws.data_bucket, load_spec, 600, client=CLIENT
     )
     assert reply["statusCode"] == 400 and json.loads(reply["body"])["details"][0]["field"] == field
     assert batch.aws.s3.list_objects_v2(Bucket=batch.aws.data_bucket).get("KeyCount", 0) == 0
@@ -92,7 +95,7 @@ def test_json_nested_1000_deep_is_a_400_on_every_route(preprocess, batch, aws): 
     reply = preprocess('{"instances": ' + DEEP + "}")["response"]
     assert reply["statusCode"] == 400 and "nests deeper" in reply["body"]
     reply = api.submit_job(
-        MODEL, DEEP, batch.services.jobs, batch.aws.s3, batch.aws.data_bucket, load_spec, 600
+        MODEL, DEEP, batch.services.jobs, batch.aws.s3, batch.aws.data_bucket, load_spec, 600, client=CLIENT
     )
     assert reply["statusCode"] == 400 and "nests deeper" in reply["body"]
     reply = feedback('{"feedback": ' + DEEP + "}", aws.predictions, aws.s3, aws.data_bucket, load_spec, JSON)
@@ -114,7 +117,7 @@ def test_a_body_that_is_not_json_is_a_415_on_every_route(preprocess, batch, aws,
     body = json.dumps({"instances": [GOOD]})
     assert preprocess(body, headers)["response"]["statusCode"] == 415
     reply = api.submit_job(MODEL, json.dumps({"email": OWNER}), batch.services.jobs, batch.aws.s3,
-                           batch.aws.data_bucket, load_spec, 600, headers=headers)  # fmt: skip
+                           batch.aws.data_bucket, load_spec, 600, headers=headers, client=CLIENT)  # fmt: skip
     assert reply["statusCode"] == 415 and json.loads(reply["body"])["error"] == "unsupported_media_type"
     reply = feedback('{"feedback": [{"prediction_id": "p", "actual": 1}]}', aws.predictions, aws.s3,
                      aws.data_bucket, load_spec, headers)  # fmt: skip
@@ -146,7 +149,7 @@ def test_json_media_types_and_no_content_type_are_taken(headers):
 )
 def test_addresses_no_mail_system_takes_are_a_400_saying_why(batch, email, why):  # noqa: F811
     reply = api.submit_job(MODEL, json.dumps({"email": email}), batch.services.jobs, batch.aws.s3,
-                           batch.aws.data_bucket, load_spec, 600)  # fmt: skip
+                           batch.aws.data_bucket, load_spec, 600, client=CLIENT)  # fmt: skip
     body = json.loads(reply["body"])
     assert reply["statusCode"] == 400 and body["details"][0]["field"] == "email"
     assert why in body["details"][0]["problem"]
@@ -156,7 +159,7 @@ def test_an_address_is_stored_as_email_validator_normalizes_it(batch):  # noqa: 
     from inferline import jobs
 
     reply = api.submit_job(MODEL, json.dumps({"email": "Ada@EXAMPLE.com"}), batch.services.jobs, batch.aws.s3,
-                           batch.aws.data_bucket, load_spec, 600)  # fmt: skip
+                           batch.aws.data_bucket, load_spec, 600, client=CLIENT)  # fmt: skip
     job = jobs.get_job(batch.services.jobs, json.loads(reply["body"])["job_id"])
     assert job["email"] == "Ada@example.com"  # the domain, case-folded; the local part as given
 
@@ -187,3 +190,60 @@ def test_a_failed_dynamodb_write_leaves_no_log_object(aws, monkeypatch):
     assert stored(aws) == (0, 0)
     write_prediction_log(aws.predictions, aws.s3, aws.data_bucket, records)  # the retry logs both
     assert stored(aws) == (1, 3)
+
+
+# -- clients ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("recipients", "email", "allowed"),
+    [
+        (("example.com",), "ada@example.com", True),
+        (("example.com",), "ada@EXAMPLE.COM", True),
+        (("@example.com",), "ada@example.com", True),
+        (("example.com",), "ada@mail.example.com", False),  # a domain is that domain, not its subdomains
+        (("example.com",), "ada@example.com.evil.test", False),
+        (("ops@example.com",), "ops@example.com", True),
+        (("ops@example.com",), "dev@example.com", False),
+        ((), "ada@example.com", False),
+    ],
+)
+def test_a_client_may_email_only_its_recipients(recipients, email, allowed):
+    assert Client("c", recipients).may_email(email) is allowed
+
+
+def test_a_recipient_the_client_may_not_email_is_a_400_saying_why(batch):  # noqa: F811
+    partner = Client("partner", ("ops@partner.example",))
+    reply = api.submit_job(MODEL, json.dumps({"email": OWNER}), batch.services.jobs, batch.aws.s3,
+                           batch.aws.data_bucket, load_spec, 600, client=partner)  # fmt: skip
+    body = json.loads(reply["body"])
+    assert reply["statusCode"] == 400 and body["error"] == "recipient_not_allowed"
+    expected = f"client 'partner' may not send results to {OWNER} (allowed: ops@partner.example)"
+    assert body["message"] == expected
+    assert body["details"][0]["field"] == "email"
+    assert batch.services.jobs.scan()["Count"] == 0  # no job was created
+
+
+def test_a_key_that_is_no_clients_gets_no_batch_job(batch):  # noqa: F811
+    reply = api.submit_job(MODEL, json.dumps({"email": OWNER}), batch.services.jobs, batch.aws.s3,
+                           batch.aws.data_bucket, load_spec, 600, client=None)  # fmt: skip
+    assert reply["statusCode"] == 403 and json.loads(reply["body"])["error"] == "unknown_client"
+
+
+def test_the_job_records_its_client_and_the_status_shows_it(batch):  # noqa: F811
+    from inferline import jobs
+
+    reply = api.submit_job(MODEL, json.dumps({"email": OWNER}), batch.services.jobs, batch.aws.s3,
+                           batch.aws.data_bucket, load_spec, 600, client=CLIENT)  # fmt: skip
+    job_id = json.loads(reply["body"])["job_id"]
+    assert jobs.get_job(batch.services.jobs, job_id)["client"] == "tests"
+    status = api.job_status(job_id, batch.services.jobs, batch.aws.s3, batch.aws.data_bucket, 60)
+    assert json.loads(status["body"])["client"] == "tests"
+
+
+def test_the_client_is_found_by_the_key_id_the_event_names(monkeypatch):
+    from inferline import clients
+
+    monkeypatch.setenv(clients.CLIENTS_ENV, clients.client_entries({"id-1": Client("a", ("example.com",))}))
+    assert clients.client_for("id-1") == Client("a", ("example.com",))
+    assert clients.client_for("id-2") is None and clients.client_for(None) is None

@@ -12,8 +12,11 @@ from test_batch import batch as batch  # noqa: F401  (the fixture, shared)
 
 from batch import api
 from inferline import jobs
+from inferline.clients import Client
 from inferline.resources import upload_key
 from inferline.spec import load_spec
+
+CLIENT = Client("tests", ("example.com",))  # the client whose key sent the requests
 
 
 def submit(batch, **fields) -> dict:  # noqa: F811
@@ -25,6 +28,7 @@ def submit(batch, **fields) -> dict:  # noqa: F811
         batch.aws.data_bucket,
         load_spec,
         upload_expiry_seconds=600,
+        client=CLIENT,
     )
     return json.loads(reply["body"]) | {"http": reply["statusCode"]}
 

@@ -175,6 +175,26 @@ def test_numbers_beyond_what_dynamodb_holds_are_refused_or_zero_never_a_500(hand
     assert state["context"]["features"][0]["price"] == 0.0  # what the model is sent
 
 
+def test_the_prediction_log_names_the_client_whose_key_asked(handlers, aws, monkeypatch):
+    from inferline.clients import CLIENTS_ENV, Client, client_entries
+
+    monkeypatch.setenv(CLIENTS_ENV, client_entries({"key-id-7": Client("analytics")}))
+    preprocess, postprocess, _ = handlers
+    event = api_gateway_event("POST", "/v1/models/purchase-propensity/predict",
+                              json.dumps({"instances": [INSTANCE]}), {"model": "purchase-propensity"},
+                              api_key_id="key-id-7")  # fmt: skip
+    state = preprocess(event, context_for("preprocess"))
+    state["endpoint"] = {"Body": json.dumps({"model_version": "7", "classes": [0, 1], "scores": [0.4]})}
+    body = json.loads(postprocess(state, context_for("postprocess"))["response"]["body"])
+    (prediction,) = body["predictions"]
+    item = aws.predictions.get_item(Key={"prediction_id": prediction["prediction_id"]})["Item"]
+    assert item["client"] == "analytics"
+    assert "key-id-7" not in json.dumps(item, default=str)
+    _, unknown = run_online(handlers, [INSTANCE], [0.4])  # no key id: no client
+    pid = json.loads(unknown["response"]["body"])["predictions"][0]["prediction_id"]
+    assert aws.predictions.get_item(Key={"prediction_id": pid})["Item"]["client"] is None
+
+
 def test_postprocess_refuses_an_answer_that_does_not_fit(handlers, aws):
     preprocess, postprocess, _ = handlers
     state = preprocess(predict_event([INSTANCE]), context_for("preprocess"))
