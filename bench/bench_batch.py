@@ -298,14 +298,14 @@ def runtime_pids(home: Path, up_pid: int) -> dict[str, int]:
 
 
 def run_job(api_url: str, api_key: str, path: Path, timeout: float, pids: dict[str, int]) -> dict:
-    import httpx
     from rich.console import Console
 
+    from local_runtime.api_client import api_client
     from local_runtime.batch_client import follow_job, submit_file
 
     console = Console(stderr=True)
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    with httpx.Client(base_url=api_url, headers={"x-api-key": api_key}, timeout=60) as api:
+    with api_client(api_url, api_key) as api:
         started = time.perf_counter()
         job = submit_file(api, MODEL, path, "bench@example.com", console)
         uploaded = time.perf_counter()

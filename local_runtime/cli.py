@@ -29,6 +29,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from local_runtime.api_client import api_client
 from local_runtime.config import LocalConfig
 
 console = Console()
@@ -202,10 +203,9 @@ def cmd_demo_retrain(args, config: LocalConfig) -> int:
 
 
 def _api(config: LocalConfig):
-    import httpx
 
     url = os.environ.get("INFERLINE_API_URL") or config.api_url
-    return httpx.Client(base_url=url, headers={"x-api-key": config.api_key}, timeout=60)
+    return api_client(url, config.api_key)
 
 
 def _show(reply) -> int:

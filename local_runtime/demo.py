@@ -17,6 +17,7 @@ from rich.table import Table
 
 from inferline.prediction_log import from_dynamo
 from inferline.resources import bucket_name, table_name
+from local_runtime.api_client import api_client
 from local_runtime.batch_client import follow_job, submit_file
 from local_runtime.config import LocalConfig
 from local_runtime.up import local_client, local_resource
@@ -69,8 +70,7 @@ BAD_INSTANCE = {
 
 
 def run_demo(config: LocalConfig, model: str = "purchase-propensity") -> None:
-    headers = {"x-api-key": config.api_key}
-    client = httpx.Client(base_url=config.api_url, headers=headers, timeout=30)
+    client = api_client(config.api_url, config.api_key, timeout=30)
 
     step(1, f"POST /v1/models/{model}/predict with {len(DEMO_INSTANCES)} instances")
     reply = client.post(f"/v1/models/{model}/predict", json={"instances": DEMO_INSTANCES})

@@ -15,6 +15,7 @@ import httpx
 from rich.console import Console
 
 from inferline.resources import bucket_name, retrain_trigger_key
+from local_runtime.api_client import api_client
 from local_runtime.cli import print_models, show_monitoring, show_retraining
 from local_runtime.config import LocalConfig
 from local_runtime.demo_retrain import MODEL, send_traffic, shifted_traffic, step
@@ -27,7 +28,7 @@ SEEDS = (4101, 4102, 4103)
 
 
 def run_monitor_demo(config: LocalConfig) -> None:
-    api = httpx.Client(base_url=config.api_url, headers={"x-api-key": config.api_key}, timeout=60)
+    api = api_client(config.api_url, config.api_key)
     svc = local_services(config)
 
     step(1, "What serves now")

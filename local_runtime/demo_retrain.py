@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
+from local_runtime.api_client import api_client
 from local_runtime.config import LocalConfig
 from local_runtime.retrain import LocalRetraining, RunResult, local_services, write_outbox
 
@@ -71,7 +72,7 @@ class SteadyTraffic:
     """Requests sent one after another in the background; counts answers that were not 200."""
 
     def __init__(self, api_url: str, api_key: str, instance: dict[str, Any]):
-        self.client = httpx.Client(base_url=api_url, headers={"x-api-key": api_key}, timeout=30)
+        self.client = api_client(api_url, api_key, timeout=30)
         self.instance = instance
         self.sent, self.failed, self.versions = 0, 0, set()
         self._stop = threading.Event()
@@ -103,7 +104,7 @@ def run_retrain_demo(config: LocalConfig) -> None:
     from local_runtime.cli import print_models, rollback
     from local_runtime.demo import DEMO_INSTANCES
 
-    api = httpx.Client(base_url=config.api_url, headers={"x-api-key": config.api_key}, timeout=60)
+    api = api_client(config.api_url, config.api_key)
     svc = local_services(config)
     runner = LocalRetraining(svc)
 

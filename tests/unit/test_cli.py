@@ -102,3 +102,23 @@ def test_an_api_that_cannot_be_reached_is_said_so(monkeypatch, capsys):
     fake_api(monkeypatch, refuse)
     assert main(["predict", "purchase-propensity", "--instance", '{"user_id": "u1"}']) == 1
     assert "could not reach http://api.test/v1/models/purchase-propensity/predict" in capsys.readouterr().err
+
+
+def test_the_api_client_waits_out_a_429_as_retry_after_says(monkeypatch):
+    import httpx
+
+    from local_runtime import api_client as module
+
+    answers = [httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(429), httpx.Response(200)]
+    sent, slept = [], []
+
+    def answer(self, request):
+        sent.append(request)
+        return answers.pop(0)
+
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", answer)
+    monkeypatch.setattr(module.time, "sleep", slept.append)
+    with module.api_client("http://127.0.0.1:1", "k") as api:
+        reply = api.post("/v1/feedback", json={"feedback": []})
+    assert reply.status_code == 200 and len(sent) == 3 and slept == [2.0, 1.0]
+    assert all(r.headers["x-api-key"] == "k" and r.content == sent[0].content for r in sent)
