@@ -18,7 +18,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -27,8 +27,9 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from inferline import workflow
+from inferline.clients import CLIENTS_ENV
 from inferline.resources import ENV_VARS, ground_truth_key, prediction_log_key, refusal_log_key
-from infra.config import Config
+from infra.config import Config, ConfigError
 from infra.lambda_code import LambdaFunctions, log_group_with_retention
 from infra.nag import acknowledge, arn_of
 from infra.serving import ModelEndpoint, Serving
@@ -54,6 +55,11 @@ REFUSALS_PREFIX = refusal_log_key("m", _WHEN, "r").split("/", 1)[0] + "/*"
 
 def workflow_name(prefix: str, model: str) -> str:
     return f"{prefix}-online-{model}"
+
+
+def client_construct_id(name: str) -> str:
+    """A client's name in construct and output ids: analytics-eu -> AnalyticsEu."""
+    return "".join(part.capitalize() for part in name.split("-"))
 
 
 class Functions(Construct):
@@ -292,22 +298,36 @@ class OnlineApi(Construct):
         for flow in self.workflows.values():
             flow.state_machine.grant_start_sync_execution(self._start_role)
 
-        self.api_key = self.api.add_api_key(
-            "ApiKey",
-            api_key_name=f"{config.prefix}-default",
-            description="inferline default client key (value: aws apigateway get-api-key)",
-        )
-        plan = self.api.add_usage_plan(
-            "UsagePlan",
-            name=f"{config.prefix}-default",
-            throttle=apigw.ThrottleSettings(
-                rate_limit=config.api_rate_limit, burst_limit=config.api_burst_limit
-            ),
-            quota=apigw.QuotaSettings(limit=config.api_daily_quota, period=apigw.Period.DAY)
-            if config.api_daily_quota else None,
-        )
-        plan.add_api_key(self.api_key)
-        plan.add_api_stage(stage=self.api.deployment_stage)
+        # One key and usage plan per client. The keys stand alone (not api.add_api_key, which
+        # binds a key to the stage): the Lambdas' API_CLIENTS names the key ids, and a key bound
+        # to the stage would close a cycle Lambda -> key -> stage -> deployment -> method -> Lambda.
+        # The usage plan is what ties a key to the stage.
+        self.api_keys: dict[str, apigw.ApiKey] = {}
+        for client in config.clients:
+            pascal = client_construct_id(client.name)
+            if any(client_construct_id(name) == pascal for name in self.api_keys):
+                raise ConfigError(f"clients: '{client.name}' and another client's name make the same "
+                                  f"resource name {pascal}; rename one")  # fmt: skip
+            key = apigw.ApiKey(
+                self,
+                f"Key{pascal}",
+                api_key_name=f"{config.prefix}-{client.name}",
+                description=f"inferline client {client.name} (value: aws apigateway get-api-key)",
+            )
+            plan = self.api.add_usage_plan(
+                f"UsagePlan{pascal}",
+                name=f"{config.prefix}-{client.name}",
+                throttle=apigw.ThrottleSettings(
+                    rate_limit=client.rate_limit, burst_limit=client.burst_limit
+                ),
+                quota=apigw.QuotaSettings(limit=client.daily_quota, period=apigw.Period.DAY)
+                if client.daily_quota else None,
+            )
+            plan.add_api_key(key)
+            plan.add_api_stage(stage=self.api.deployment_stage)
+            self.api_keys[client.name] = key
+        # Preprocess records the caller's client on the prediction log.
+        self.functions.preprocess.add_environment(CLIENTS_ENV, self.clients_variable())
 
         acknowledge(self.api, "AwsSolutions-APIG2", "Bodies are validated against the model "
                     "spec by preprocess/feedback, which name every bad field in one 4xx; a "
@@ -328,6 +348,20 @@ class OnlineApi(Construct):
     @property
     def url(self) -> str:
         return self.api.url
+
+    @property
+    def api_key(self) -> apigw.ApiKey:
+        """The first client's key (the one the ApiKeyId output names)."""
+        return next(iter(self.api_keys.values()))
+
+    def clients_variable(self) -> str:
+        """The API_CLIENTS value (inferline.clients) naming each client's key id (a token) and
+        recipients, for the Lambdas that need the caller's client."""
+        recipients = {client.name: client.recipients for client in self._config.clients}
+        return Stack.of(self).to_json_string([
+            {"key_id": key.key_id, "client": name, "recipients": list(recipients[name])}
+            for name, key in self.api_keys.items()
+        ])
 
     def predict_wiring(self, model: str | None) -> dict[str, Any]:
         """POST /v1/models/<model>/predict: the model's workflow, started synchronously; on the
@@ -417,8 +451,8 @@ _ESCAPE = '$util.escapeJavaScript({}).replaceAll("\\\\\'", "\'")'
 
 def start_execution_template(state_machine_arn: str, model: str) -> str:
     """StartSyncExecution of the model's workflow with an API-Gateway-proxy-shaped input:
-    {"body": <raw body string>, "pathParameters": {"model"}, "requestContext": {"requestId"},
-    "headers": {"Content-Type"}}.
+    {"body": <raw body string>, "pathParameters": {"model"}, "requestContext": {"requestId",
+    "identity": {"apiKeyId"}}, "headers": {"Content-Type"}} (the caller's key id, never the key).
 
     The input is a JSON document inside a JSON string, so the body is escaped twice. A body
     over MAX_BODY_BYTES is cut to one character past the limit: Preprocess still answers
@@ -443,7 +477,8 @@ def start_execution_template(state_machine_arn: str, model: str) -> str:
         f'  "stateMachineArn": "{state_machine_arn}",',
         '  "input": "{\\"body\\":\\"$bodyTwice\\",'
         f'\\"pathParameters\\":{{\\"model\\":\\"{model}\\"}},'
-        '\\"requestContext\\":{\\"requestId\\":\\"$context.requestId\\"},'
+        '\\"requestContext\\":{\\"requestId\\":\\"$context.requestId\\",'
+        '\\"identity\\":{\\"apiKeyId\\":\\"$context.identity.apiKeyId\\"}},'
         '\\"headers\\":{\\"Content-Type\\":\\"$contentTypeTwice\\"}}"',
         "}",
     ]

@@ -6,6 +6,7 @@ from aws_cdk import Aws, CfnOutput, Stack
 from constructs import Construct
 
 from inferline import contract
+from inferline.clients import CLIENTS_ENV
 from inferline.resources import UPLOADS_PREFIX
 from inferline.spec import load_spec
 from infra.api_routes import ApiRoutes
@@ -14,7 +15,7 @@ from infra.config import Config
 from infra.lambda_code import LambdaFunctions
 from infra.monitoring import Monitoring
 from infra.observability import Observability
-from infra.online_api import OnlineApi
+from infra.online_api import OnlineApi, client_construct_id
 from infra.retraining import Retraining
 from infra.serving import Serving
 from infra.storage import Storage
@@ -42,6 +43,8 @@ class InferlineStack(Stack):
             self, "Batch", config=config, storage=self.storage, serving=self.serving,
             lambdas=lambdas,
         )
+        # Submit checks a job's notify address against the caller's client's recipients.
+        self.batch.submit.add_environment(CLIENTS_ENV, self.online_api.clients_variable())
         # The API's routes: the contract's paths, each wired to what serves it.
         self.api_routes = ApiRoutes(
             self, "ApiRoutes", api=self.online_api.api, specs=[load_spec(m) for m in config.models],
@@ -70,15 +73,20 @@ class InferlineStack(Stack):
         api = self.online_api
         CfnOutput(self, "ApiUrl", value=api.url,
                   description="Base URL: POST <ApiUrl>v1/models/<model>/predict (INFERLINE_API_URL)")
+        first = config.clients[0].name
         CfnOutput(self, "ApiKeyId", value=api.api_key.key_id,
-                  description="API key id; its value is the x-api-key header (INFERLINE_API_KEY)")
+                  description=f"API key id of client {first} (the first); its value is the x-api-key "
+                  "header (INFERLINE_API_KEY)")
         CfnOutput(
             self,
             "GetApiKeyCommand",
             value=f"aws apigateway get-api-key --api-key {api.api_key.key_id} --include-value "
             f"--query value --output text --region {Aws.REGION}",
-            description="Prints the API key value",
+            description=f"Prints the API key value of client {first}",
         )
+        for name, key in api.api_keys.items():
+            CfnOutput(self, f"ApiKeyId{client_construct_id(name)}", value=key.key_id,
+                      description=f"API key id of client {name}")
         for model, endpoint in self.serving.endpoints.items():
             CfnOutput(self, f"{endpoint.node.id}Endpoint", value=endpoint.endpoint_name,
                       description=f"SageMaker endpoint serving {model}")

@@ -11,7 +11,7 @@ import tarfile
 import pytest
 
 from infra.app import CDK_JSON
-from infra.config import REPO_ROOT, SETTINGS, ConfigError, load_config
+from infra.config import REPO_ROOT, SETTINGS, ClientConfig, ConfigError, load_config
 from infra.serving import model_data_parameter
 
 
@@ -156,3 +156,69 @@ def test_training_and_monitoring_run_the_serving_image_so_architectures_must_mat
     # a prebuilt image's architecture is not known here: the user's call
     image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/inferline:1.0"
     assert load_config({"instanceType": "ml.c7g.xlarge", "servingImage": image})
+
+
+def test_docs_deploy_lists_every_setting():
+    text = (REPO_ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    missing = [key for key in SETTINGS if f"`{key}`" not in text]
+    assert not missing, f"docs/deploy.md's settings table lacks {missing}"
+
+
+# -- clients ---------------------------------------------------------------------------------
+
+
+def test_the_default_client_takes_the_api_limits():
+    (client,) = load_config({}).clients
+    assert client.name == "default" and client.recipients == ("example.com",)
+    assert (client.rate_limit, client.burst_limit, client.daily_quota) == (50, 100, 100_000)
+    (client,) = load_config({"apiRateLimit": 7, "apiBurstLimit": "9", "apiDailyQuota": 0}).clients
+    assert (client.rate_limit, client.burst_limit, client.daily_quota) == (7, 9, None)
+
+
+def test_clients_with_their_own_limits_and_recipients():
+    config = load_config({"apiRateLimit": 7, "clients": {
+        "analytics": {"rateLimit": 5, "burstLimit": 10, "dailyQuota": 1000,
+                      "recipients": ["example.com", "ops@partner.example"]},
+        "partner-2": {"dailyQuota": 0},
+        "bare": None,
+    }})
+    analytics, partner, bare = config.clients
+    assert analytics == ClientConfig("analytics", 5, 10, 1000, ("example.com", "ops@partner.example"))
+    assert partner == ClientConfig("partner-2", 7, 100, None, ())  # dailyQuota 0: no quota
+    assert bare == ClientConfig("bare", 7, 100, 100_000, ())
+    assert (config.api_rate_limit, config.api_burst_limit) == (7, 100)  # the stage's, unchanged
+
+
+def test_clients_as_a_json_string_from_the_command_line():
+    config = load_config({"clients": '{"a": {"rateLimit": "3", "recipients": ["a.example"]}, "b": {}}'})
+    assert [(c.name, c.rate_limit, c.recipients) for c in config.clients] == [
+        ("a", 3, ("a.example",)), ("b", 50, ())]
+    with pytest.raises(ConfigError, match="clients: not valid JSON"):
+        load_config({"clients": "{a: 1}"})
+
+
+@pytest.mark.parametrize(("clients", "expected"), [
+    ({"Analytics": {}}, "clients.Analytics: a client name is 1-32 lowercase letters"),
+    ({"1st": {}}, "clients.1st: a client name is"),
+    ({"a": {"rateLimt": 5}}, "clients.a: unknown keys ['rateLimt']"),
+    ({"a": {"recipients": "example.com"}}, "clients.a.recipients: expected a list of addresses"),
+    ({"a": {"recipients": ["not an address"]}}, "clients.a.recipients: expected a list"),
+    ({"a": {"rateLimit": 0}}, "clients.a.rateLimit: expected a whole number of at least 1"),
+    ({"a": {"dailyQuota": -1}}, "clients.a.dailyQuota: expected a whole number of at least 0"),
+    ({"a": ["rateLimit"]}, "clients.a: expected an object"),
+    ({}, "clients: expected at least one client"),
+    ([], "clients: expected at least one client"),
+])
+def test_bad_clients_are_refused(clients, expected):
+    with pytest.raises(ConfigError) as caught:
+        load_config({"clients": clients})
+    assert expected in str(caught.value)
+
+
+def test_every_client_problem_is_listed_at_once():
+    with pytest.raises(ConfigError) as caught:
+        load_config({"clients": {"Bad": {}, "a": {"burstLimit": "x", "colour": 1}}})
+    message = str(caught.value)
+    for expected in ("clients.Bad: a client name", "clients.a.burstLimit: expected a whole number",
+                     "clients.a: unknown keys ['colour']"):
+        assert expected in message

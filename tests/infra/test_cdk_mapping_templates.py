@@ -29,6 +29,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 ARN = "arn:aws:states:eu-west-1:123456789012:stateMachine:inferline-online-purchase-propensity"
 REQUEST_ID = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+KEY_ID = "key-id-1"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -96,7 +97,8 @@ class Input:
 
 
 def render(template: str, input_: Input) -> tuple[str, dict]:
-    context = {"requestId": REQUEST_ID, "responseOverride": {"header": {}}}
+    context = {"requestId": REQUEST_ID, "identity": {"apiKeyId": KEY_ID},
+               "responseOverride": {"header": {}}}
     text = airspeed.Template(template).merge(
         {"input": input_, "util": Util(), "context": context}
     )
@@ -154,10 +156,12 @@ def test_any_body_reaches_the_workflow_unchanged(request_template, synth, body):
     event = start_execution(request_template, body)
     assert event["body"] == body
     assert event["pathParameters"] == {"model": synth.config.models[0]}
-    assert event["requestContext"] == {"requestId": REQUEST_ID}
+    # the caller's key id (its client), never the key
+    assert event["requestContext"] == {"requestId": REQUEST_ID, "identity": {"apiKeyId": KEY_ID}}
     assert event["headers"] == {"Content-Type": "application/json"}  # never the API key
     parsed = PredictEvent.model_validate(event)  # the preprocess handler's own event model
     assert parsed.body == body and parsed.pathParameters.model == synth.config.models[0]
+    assert parsed.requestContext.identity.apiKeyId == KEY_ID
 
 
 def test_content_type_is_found_in_any_case(request_template):

@@ -7,13 +7,19 @@ import json
 
 import pytest
 from aws_cdk.assertions import Match
+from cfnlint.api import lint
 from infra_helpers import actions_on, resolve
 from infra_helpers import role_statements as statements_of_role
 
 from inferline import contract
+from inferline.clients import CLIENTS_ENV
 from inferline.monitoring import ALARMS, alarm_name
 from inferline.resources import BUCKETS, ENV_VARS, TABLES, endpoint_name, table_name
 from inferline.spec import load_spec
+from infra.app import build_app
+from infra.config import ConfigError, load_config
+from infra.online_api import client_construct_id
+from infra.stack import InferlineStack
 
 # -- helpers ---------------------------------------------------------------------------
 
@@ -238,17 +244,134 @@ def test_feedback_and_batch_job_bodies_are_validated_by_the_contracts_schemas(sy
     assert validator["ValidateRequestBody"] is True and not validator.get("ValidateRequestParameters")
 
 
-def test_usage_plan_throttles_the_key(synth):
-    plan = synth.one("AWS::ApiGateway::UsagePlan")["Properties"]
-    assert plan["Throttle"] == {
-        "RateLimit": synth.config.api_rate_limit,
-        "BurstLimit": synth.config.api_burst_limit,
-    }
-    assert plan["Quota"] == {"Limit": synth.config.api_daily_quota, "Period": "DAY"}
-    assert len(plan["ApiStages"]) == 1
-    key = synth.one("AWS::ApiGateway::UsagePlanKey")["Properties"]
-    assert key["KeyType"] == "API_KEY"
-    assert key["KeyId"]["Ref"] in synth.resources("AWS::ApiGateway::ApiKey")
+TWO_CLIENTS = {
+    "analytics": {"rateLimit": 5, "burstLimit": 10, "dailyQuota": 1000, "recipients": ["example.com"]},
+    "partner": {"rateLimit": 2, "burstLimit": 4, "dailyQuota": 0, "recipients": ["ops@partner.example"]},
+}
+
+
+@pytest.fixture(scope="module")
+def two_clients(tmp_path_factory) -> tuple[dict, list[str]]:
+    """The app synthesized once more with two clients (~10 s): its template and the cdk-nag
+    failure, if any."""
+    outdir = tmp_path_factory.mktemp("cdk.out.clients")
+    app = build_app({"clients": TWO_CLIENTS}, outdir=str(outdir))
+    stack = next(c for c in app.node.children if isinstance(c, InferlineStack))
+    errors = []
+    try:
+        app.synth()
+    except Exception as exc:  # cdk-nag findings (or another validation failure)
+        errors.append(str(exc))
+    template = json.loads((outdir / f"{stack.artifact_id}.template.json").read_text())
+    return template, errors
+
+
+def _of_type(template: dict, kind: str) -> dict[str, dict]:
+    return {k: v["Properties"] for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def _plans_by_client(template: dict, prefix: str) -> dict[str, tuple[dict, list[str]]]:
+    """{client: (its usage plan's properties, the ApiKey logical ids of the plan's keys)}."""
+    plans = _of_type(template, "AWS::ApiGateway::UsagePlan")
+    plan_keys = _of_type(template, "AWS::ApiGateway::UsagePlanKey").values()
+    found = {}
+    for plan_id, plan in plans.items():
+        assert plan["UsagePlanName"].startswith(f"{prefix}-")
+        keys = [k["KeyId"]["Ref"] for k in plan_keys if k["UsagePlanId"] == {"Ref": plan_id}]
+        found[plan["UsagePlanName"].removeprefix(f"{prefix}-")] = (plan, keys)
+    return found
+
+
+def _check_keys_and_plans(template: dict, prefix: str, clients) -> None:
+    keys = _of_type(template, "AWS::ApiGateway::ApiKey")
+    key_of = {k["Name"].removeprefix(f"{prefix}-"): key_id for key_id, k in keys.items()}
+    assert sorted(key_of) == sorted(c.name for c in clients)
+    assert not any("StageKeys" in k for k in keys.values())  # a plan binds a key to the stage
+    (stage,) = _of_type(template, "AWS::ApiGateway::Stage")
+    plans = _plans_by_client(template, prefix)
+    assert sorted(plans) == sorted(key_of)
+    for client in clients:
+        plan, plan_keys = plans[client.name]
+        assert plan["Throttle"] == {"RateLimit": client.rate_limit, "BurstLimit": client.burst_limit}
+        if client.daily_quota:
+            assert plan["Quota"] == {"Limit": client.daily_quota, "Period": "DAY"}
+        else:
+            assert "Quota" not in plan
+        assert plan_keys == [key_of[client.name]]  # exactly its own key
+        (api_stage,) = plan["ApiStages"]
+        assert api_stage["Stage"] == {"Ref": stage}
+    for plan_key in _of_type(template, "AWS::ApiGateway::UsagePlanKey").values():
+        assert plan_key["KeyType"] == "API_KEY"
+
+
+def _clients_variables(template: dict) -> dict[str, list[dict]]:
+    """{function logical id: its API_CLIENTS entries, key ids as <ApiKey logical id>}."""
+    found = {}
+    for fn_id, props in _of_type(template, "AWS::Lambda::Function").items():
+        value = props.get("Environment", {}).get("Variables", {}).get(CLIENTS_ENV)
+        if value is not None:
+            found[fn_id] = json.loads(resolve(value))
+    return found
+
+
+def _check_clients_variables(template: dict, prefix: str, clients, wanted: set[str]) -> None:
+    keys = _of_type(template, "AWS::ApiGateway::ApiKey")
+    key_of = {k["Name"].removeprefix(f"{prefix}-"): key_id for key_id, k in keys.items()}
+    expected = [{"key_id": f"<{key_of[c.name]}>", "client": c.name, "recipients": list(c.recipients)}
+                for c in clients]
+    variables = _clients_variables(template)
+    assert set(variables) == wanted  # no other Lambda is told the clients
+    for entries in variables.values():
+        assert entries == expected
+
+
+def _submit_and_preprocess(template: dict) -> set[str]:
+    return {fn_id for fn_id, props in _of_type(template, "AWS::Lambda::Function").items()
+            if props["Handler"] in ("preprocess.handler.handler", "batch.api_handler.submit")}
+
+
+def test_the_default_client_has_a_key_and_usage_plan(synth):
+    (client,) = synth.config.clients
+    assert (client.rate_limit, client.burst_limit, client.daily_quota) == (
+        synth.config.api_rate_limit, synth.config.api_burst_limit, synth.config.api_daily_quota)
+    _check_keys_and_plans(synth.template, synth.config.prefix, synth.config.clients)
+    stack = synth.stack
+    assert set(stack.online_api.api_keys) == {client.name}
+    assert stack.online_api.api_key is stack.online_api.api_keys[client.name]
+
+
+def test_preprocess_and_batch_submit_are_told_the_clients_keys(synth):
+    stack = synth.stack
+    wanted = {synth.logical_id(stack.online_api.functions.preprocess), synth.logical_id(stack.batch.submit)}
+    assert wanted == _submit_and_preprocess(synth.template)
+    _check_clients_variables(synth.template, synth.config.prefix, synth.config.clients, wanted)
+
+
+def test_each_client_has_its_own_key_usage_plan_and_output(two_clients):
+    template, errors = two_clients
+    prefix = load_config({}).prefix
+    clients = load_config({"clients": TWO_CLIENTS}).clients
+    _check_keys_and_plans(template, prefix, clients)
+    wanted = _submit_and_preprocess(template)
+    assert len(wanted) == 2
+    _check_clients_variables(template, prefix, clients, wanted)
+    keys = {k["Name"]: key_id for key_id, k in _of_type(template, "AWS::ApiGateway::ApiKey").items()}
+    outputs = template["Outputs"]
+    for name, output in (("Analytics", "analytics"), ("Partner", "partner")):
+        assert outputs[f"ApiKeyId{name}"]["Value"] == {"Ref": keys[f"{prefix}-{output}"]}
+        assert outputs[f"ApiKeyId{name}"]["Description"] == f"API key id of client {output}"
+    # the first client's key keeps the single-key outputs
+    assert outputs["ApiKeyId"]["Value"] == {"Ref": keys[f"{prefix}-analytics"]}
+    assert "analytics" in outputs["ApiKeyId"]["Description"]
+    assert {"Ref": keys[f"{prefix}-analytics"]} in outputs["GetApiKeyCommand"]["Value"]["Fn::Join"][1]
+    assert not errors, f"cdk-nag or validation failed:\n{errors[0]}"
+    matches = lint(json.dumps(template), regions=["us-east-1"])
+    assert not [m for m in matches if m.rule.id.startswith("E")]
+
+
+def test_clients_whose_names_make_the_same_id_are_refused():
+    with pytest.raises(ConfigError, match="make the same resource name X1"):
+        build_app({"clients": {"x-1": {}, "x1": {}}})
 
 
 def test_stage_logs_traces_and_throttles(synth):
@@ -406,6 +529,11 @@ def test_alarm_topic_is_encrypted_and_dashboard_exists(synth):
     )
     synth.assertions.has_output("ApiUrl", {"Value": Match.any_value()})
     synth.assertions.has_output("GetApiKeyCommand", {"Value": Match.any_value()})
+    (client,) = synth.config.clients
+    synth.assertions.has_output(f"ApiKeyId{client_construct_id(client.name)}", {
+        "Value": {"Ref": synth.logical_id(synth.stack.online_api.api_key)},
+        "Description": f"API key id of client {client.name}",
+    })
 
 
 def test_serving_image_is_built_from_the_dockerfile_with_only_what_it_copies(synth):
