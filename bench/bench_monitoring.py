@@ -346,6 +346,8 @@ def generate_day(comp: Composition, bundle) -> Iterator[tuple[str, bytes]]:
     for start in range(0, len(labeled), comp.feedback_size):
         group = labeled[start : start + comp.feedback_size]
         recorded = group[-1][0]  # a request is recorded when it arrives: after all of its actuals
+        request = _uuid(rng)
+        at = recorded.isoformat(timespec="microseconds")
         body = "".join(
             dumps(
                 ground_truth_line(
@@ -356,12 +358,13 @@ def generate_day(comp: Composition, bundle) -> Iterator[tuple[str, bytes]]:
                         "created_at": created,
                     },
                     actual,
-                    recorded,
+                    f"{at}#{request}#{index:05d}",  # the sequence the feedback Lambda gives
+                    recorded.isoformat(),
                 )
             )  # fmt: skip
-            for _, pid, created, actual in group
+            for index, (_, pid, created, actual) in enumerate(group)
         )
-        yield ground_truth_key(spec.name, recorded, _uuid(rng)), body.encode()
+        yield ground_truth_key(spec.name, recorded, request), body.encode()
         facts["ground_truth_objects"] += 1
         facts["ground_truth_lines"] += len(group)
     return dict(facts)

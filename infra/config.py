@@ -135,7 +135,7 @@ def parse_clients(
         if not re.fullmatch(CLIENT_NAME_PATTERN, str(name)):
             problems.append(f"{where}: a client name is 1-32 lowercase letters, digits or dashes")
             continue
-        settings = settings or {}
+        settings = {} if settings is None else settings
         if not isinstance(settings, Mapping):
             problems.append(f"{where}: expected an object")
             continue

@@ -28,10 +28,12 @@ import threading
 from moto import backends
 from moto.server import main as moto_main
 
-# The methods that check a condition and then write: DynamoDB's backend, S3's PUT handler.
+# The handlers that check a condition and then write: DynamoDB's writes, S3's PUT.
 ATOMIC_WRITES = {
-    "dynamodb": ("moto.dynamodb.models", "DynamoDBBackend", ("put_item", "update_item", "delete_item",
-                                                             "transact_write_items")),
+    # the request handlers, not the backend's methods: a handler reads the old item (ReturnValues)
+    # before it calls the backend, and that read must see no write in between
+    "dynamodb": ("moto.dynamodb.responses", "DynamoHandler", ("put_item", "update_item", "delete_item",
+                                                              "batch_write_item", "transact_write_items")),
     "s3": ("moto.s3.responses", "S3Response", ("put_object",)),
 }  # fmt: skip
 

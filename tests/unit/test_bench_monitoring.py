@@ -51,8 +51,8 @@ def test_the_day_is_in_the_platforms_layouts_and_formats(bench, day):
 
     line = json.loads(pack.read(online[0]).splitlines()[0])
     assert list(line) == [
-        "prediction_id", "request_id", "model", "model_version", "source", "created_at", "expires_at",
-        "request", "features", "entity_known", "output", "latency_ms",
+        "prediction_id", "request_id", "model", "model_version", "source", "client", "created_at",
+        "expires_at", "request", "features", "entity_known", "output", "latency_ms",
     ]  # fmt: skip
     assert line["source"] == "online" and "email" not in line["features"]
     assert line["request"].get("email") in (None, "*****")  # PII erased, as redact() does
