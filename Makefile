@@ -57,7 +57,7 @@ lint: setup
 	$(BIN)/ruff check .
 
 fuzz: setup          ## the long fuzz run: ~20,000 requests from the OpenAPI document against a local platform
-	FUZZ_MAX_EXAMPLES=3000 FUZZ_MIN_REQUESTS=20000 $(BIN)/pytest -p no:cacheprovider tests/integration/test_fuzz_api.py -s
+	FUZZ_MAX_EXAMPLES=3500 FUZZ_MIN_REQUESTS=20000 $(BIN)/pytest -p no:cacheprovider tests/integration/test_fuzz_api.py -s
 
 api-docs: setup      ## rewrite docs/openapi.json and docs/api.md from the API contract
 	$(BIN)/inferline api-docs

@@ -3,37 +3,12 @@ once and its per-request access log off; it must serve exactly as moto does."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import boto3
-import httpx
-
-REPO = Path(__file__).resolve().parents[2]
+from embedded_aws import running_embedded_aws
 
 
 def test_the_embedded_aws_serves_s3_and_logs_no_line_per_request(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = (tmp_path / "aws.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "local_runtime.aws_server", "-H", "127.0.0.1", "-p", str(port)],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/moto-api/", timeout=1)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, (tmp_path / "aws.log").read_text()
-                time.sleep(0.2)
+    with (tmp_path / "aws.log").open("w") as log, running_embedded_aws(log) as url:
         s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
                           aws_access_key_id="local", aws_secret_access_key="local")  # fmt: skip
         s3.create_bucket(Bucket="embedded-aws-test")
@@ -44,10 +19,6 @@ def test_the_embedded_aws_serves_s3_and_logs_no_line_per_request(tmp_path):
         sqs = boto3.client("sqs", endpoint_url=url, region_name="us-east-1",
                            aws_access_key_id="local", aws_secret_access_key="local")  # fmt: skip
         assert sqs.create_queue(QueueName="q")["QueueUrl"].endswith("/q")  # another service routes too
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
     logged = (tmp_path / "aws.log").read_text()
     assert "GET /embedded-aws-test/k" not in logged, "no access log line per request (plain moto writes one)"
 

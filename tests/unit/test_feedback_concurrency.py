@@ -6,20 +6,15 @@ each. And a failure between the two stores is repaired by the retry."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import boto3
-import httpx
 import pytest
 from botocore.config import Config
+from embedded_aws import running_embedded_aws
 
 from inferline.ground_truth import MARKER, latest_actuals, record_feedback
 from inferline.prediction_log import prediction_record, write_prediction_log
@@ -27,35 +22,18 @@ from inferline.resources import bucket_name, table_name
 from inferline.spec import load_spec
 from local_runtime.bootstrap import bootstrap
 
-REPO = Path(__file__).resolve().parents[2]
 MODEL, PREFIX = "purchase-propensity", "concurrency"
 SENDERS, TRIALS = 50, 20
 
 
 @pytest.fixture(scope="module")
 def embedded_aws():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "local_runtime.aws_server", "-H", "127.0.0.1", "-p", str(port)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"{url}/moto-api/", timeout=1)
-            break
-        except httpx.HTTPError:
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.2)
-    session = boto3.session.Session(aws_access_key_id="l", aws_secret_access_key="l", region_name="us-east-1")
-    kwargs = {"endpoint_url": url, "config": Config(max_pool_connections=SENDERS + 10)}
-    bootstrap(PREFIX, session.client("dynamodb", **kwargs), session.client("s3", **kwargs))
-    yield session, kwargs
-    proc.terminate()
-    proc.wait(10)
+    with running_embedded_aws() as url:
+        session = boto3.session.Session(aws_access_key_id="l", aws_secret_access_key="l",
+                                        region_name="us-east-1")  # fmt: skip
+        kwargs = {"endpoint_url": url, "config": Config(max_pool_connections=SENDERS + 10)}
+        bootstrap(PREFIX, session.client("dynamodb", **kwargs), session.client("s3", **kwargs))
+        yield session, kwargs
 
 
 def stores(session, kwargs):
@@ -64,15 +42,19 @@ def stores(session, kwargs):
     return table, session.client("s3", **kwargs)
 
 
-def predict(session, kwargs, pid: str) -> None:
-    table, s3 = stores(session, kwargs)
-    record = prediction_record(
+def predicted(pid: str) -> dict:
+    """A logged online prediction's record."""
+    return prediction_record(
         prediction_id=pid, request_id=f"r-{pid}", model=MODEL, model_version="1",
         created_at=datetime.now(UTC),
         ttl_days=90, request={}, features={}, entity_known=True, output={"label": "purchase", "score": 0.7},
         latency_ms=1.0,
     )  # fmt: skip
-    write_prediction_log(table, s3, bucket_name(PREFIX, "data"), [record])
+
+
+def predict(session, kwargs, pid: str) -> None:
+    table, s3 = stores(session, kwargs)
+    write_prediction_log(table, s3, bucket_name(PREFIX, "data"), [predicted(pid)])
 
 
 _senders = threading.local()  # each sender thread's own table and client, made once
@@ -145,13 +127,7 @@ def test_alternating_feedback_sent_at_once_ends_the_same_in_both_stores(embedded
 
 
 def logged_prediction(aws, pid: str) -> None:
-    record = prediction_record(
-        prediction_id=pid, request_id=f"r-{pid}", model=MODEL, model_version="1",
-        created_at=datetime.now(UTC),
-        ttl_days=90, request={}, features={}, entity_known=True, output={"label": "purchase", "score": 0.7},
-        latency_ms=1.0,
-    )  # fmt: skip
-    write_prediction_log(aws.predictions, aws.s3, aws.data_bucket, [record])
+    write_prediction_log(aws.predictions, aws.s3, aws.data_bucket, [predicted(pid)])
 
 
 def lines_of(aws, pid: str) -> list[dict]:
