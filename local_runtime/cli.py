@@ -375,7 +375,7 @@ def print_models(config: LocalConfig, model: str, svc=None) -> None:
     serving = endpoints.champion(svc.sagemaker, endpoint_name(svc.prefix, model), svc.s3)
     metric = svc.load_spec(model).evaluation.metric
     table = Table(title=f"{model}: registered versions")
-    for column in ("version", "status", metric, "vs champion", "registered", "why"):
+    for column in ("version", "status", metric, "vs champion", "backend", "registered", "why"):
         table.add_column(column, overflow="fold")
     for v in registry.versions(svc.sagemaker, model_package_group(svc.prefix, model)):
         meta = v["metadata"]
@@ -386,7 +386,7 @@ def print_models(config: LocalConfig, model: str, svc=None) -> None:
             else "-"
         )
         table.add_row(
-            v["version"], status, meta.get(f"contender_{metric}", "-")[:6], versus,
+            v["version"], status, meta.get(f"contender_{metric}", "-")[:6], versus, meta.get("backend", "-"),
             v["created_at"][:16], v["description"].split(";")[0][:60],
         )  # fmt: skip
     console.print(table)

@@ -19,6 +19,7 @@ from sklearn.pipeline import Pipeline
 from inferline.spec import ModelSpec
 
 BUNDLE_FILE = "model.joblib"
+ONNX_FILE = "model.onnx"  # the pipeline compiled to ONNX, beside it when it passed its check
 FORMAT = 1
 
 
@@ -29,7 +30,8 @@ class ModelBundle:
     pipeline: Pipeline
     metrics: dict[str, float] = field(default_factory=dict)
     baseline: dict[str, dict[str, Any]] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)  # trained_at, rows, seed, versions
+    info: dict[str, Any] = field(default_factory=dict)  # trained_at, rows, seed, versions, compiled
+    onnx: bytes | None = None  # model_artifacts.compiled: the ONNX model that scores as the pipeline does
 
     @property
     def classes(self) -> list:
@@ -45,9 +47,14 @@ class ModelBundle:
     def save(self, model_dir: Path | str) -> Path:
         path = Path(model_dir) / BUNDLE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {f.name: getattr(self, f.name) for f in fields(self)}
+        payload = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "onnx"}
         payload |= {"spec": self.spec.model_dump(mode="json"), "format": FORMAT}
         joblib.dump(payload, path)
+        compiled = path.parent / ONNX_FILE
+        if self.onnx is not None:
+            compiled.write_bytes(self.onnx)
+        elif compiled.exists():
+            compiled.unlink()
         return path
 
     @classmethod
@@ -60,6 +67,8 @@ class ModelBundle:
             raise ValueError(f"{path}: unsupported model bundle format {payload.get('format')!r}")
         payload.pop("format")
         payload["spec"] = ModelSpec.model_validate(payload["spec"])
+        compiled = path.parent / ONNX_FILE
+        payload["onnx"] = compiled.read_bytes() if compiled.is_file() else None
         return cls(**payload)
 
 

@@ -16,6 +16,8 @@ as scikit-learn scores them, so the converted model takes the same branches. Two
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +27,9 @@ import numpy as np
 
 from model_artifacts.bundle import ModelBundle
 
-ONNX_FILE = "model.onnx"
+log = logging.getLogger("inferline.compiled")
+
+ONNX_RUNTIME, SCIKIT_LEARN = "onnxruntime", "scikit-learn"  # the backends a model is served with
 OPSETS = {"": 21, "ai.onnx.ml": 3}  # what skl2onnx converts to; then ai.onnx.ml is raised to 5
 ML_OPSET = 5  # TreeEnsemble (double precision); the other ai.onnx.ml operators are unchanged in it
 DEFAULT_TOLERANCE = 1e-5
@@ -44,6 +48,41 @@ class CheckReport:
     @property
     def passed(self) -> bool:
         return self.max_difference <= self.tolerance
+
+
+def compile_bundle(bundle: ModelBundle, records: list[dict[str, Any]]) -> None:
+    """Convert the bundle's pipeline and check it on `records` (held-out rows): on success the
+    bundle keeps the ONNX model (saved as model.onnx) for the server to run; either way
+    info["compiled"] says which backend serves and why."""
+    tolerance = bundle.spec.training.onnx_tolerance
+    started = time.perf_counter()
+    try:
+        onnx_bytes = convert(bundle)
+        report = check(bundle, onnx_bytes, records, tolerance)
+    except Exception as exc:  # ConversionFailed, or ONNX Runtime refusing the converted model
+        bundle.onnx = None
+        bundle.info["compiled"] = {"backend": SCIKIT_LEARN, "reason": f"not converted: {exc}"[:500]}
+        log.warning("%s %s is served by scikit-learn: not converted (%s)", bundle.spec.name,
+                    bundle.version, exc)  # fmt: skip
+        return
+    facts = {"rows": report.rows, "max_difference": report.max_difference, "tolerance": tolerance,
+             "seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
+    if report.passed:
+        bundle.onnx = onnx_bytes
+        bundle.info["compiled"] = {"backend": ONNX_RUNTIME} | facts
+    else:
+        bundle.onnx = None
+        why = f"its scores differ from scikit-learn's by up to {report.max_difference:.3g} (> {tolerance:g})"
+        bundle.info["compiled"] = {"backend": SCIKIT_LEARN, "reason": why} | facts
+    log.info("%s %s is served by %s (%s)", bundle.spec.name, bundle.version,
+             bundle.info["compiled"]["backend"], facts)  # fmt: skip
+
+
+def served_backend(bundle: ModelBundle) -> str:
+    """The backend the server runs for this bundle: ONNX Runtime if its model passed its check."""
+    compiled = bundle.info.get("compiled") or {}
+    passed = bundle.onnx is not None and compiled.get("backend") == ONNX_RUNTIME
+    return ONNX_RUNTIME if passed else SCIKIT_LEARN
 
 
 def input_types(bundle: ModelBundle) -> list[tuple[str, Any]]:

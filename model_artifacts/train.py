@@ -48,6 +48,7 @@ if not __package__:
 
 from inferline.spec import ModelSpec, SpecError, UnknownModel, load_spec, load_spec_file  # noqa: E402
 from model_artifacts.bundle import ModelBundle, to_frame  # noqa: E402
+from model_artifacts.compiled import compile_bundle
 from model_artifacts.metrics import holdout_metrics  # noqa: E402
 from model_artifacts.monitoring.baseline import compute_baseline  # noqa: E402
 from model_artifacts.pipeline import ESTIMATORS, build_pipeline  # noqa: E402
@@ -146,9 +147,12 @@ def train(
         "pandas_version": pd.__version__,
         "python_version": platform.python_version(),
     }
-    return ModelBundle(
+    bundle = ModelBundle(
         spec=spec, version=version, pipeline=pipeline, metrics=metrics, baseline=baseline, info=info
     )
+    # the compiled backend: converted to ONNX and checked on the rows held out
+    compile_bundle(bundle, x_hold.to_dict("records"))
+    return bundle
 
 
 def check_columns(spec: ModelSpec, frame: pd.DataFrame) -> None:

@@ -116,6 +116,8 @@ class TrainingSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 0
+    # the ONNX model serves only if its scores are within this of scikit-learn's on the holdout
+    onnx_tolerance: float = Field(default=1e-5, gt=0, le=0.01)
 
 
 class EvaluationSpec(_Strict):

@@ -17,7 +17,9 @@ def decide(report: dict[str, Any]) -> dict[str, Any]:
     new = contender["overall"][metric]
     outcome: dict[str, Any] = {
         "metric": metric,
-        "contender": {"version": contender["version"], **_main(contender["overall"])},
+        "contender": {"version": contender["version"], **_main(contender["overall"]),
+                      # which backend will serve it (model_artifacts.compiled); older reports: none
+                      "backend": ((contender.get("trained") or {}).get("compiled") or {}).get("backend")},
         "champion": {"version": champion["version"], **_main(champion["overall"])} if champion else None,
         "worse_slices": [],
     }

@@ -125,6 +125,8 @@ def register(
         f"contender_{metric}": f"{gate['contender'][metric]:.6f}",
         "evaluation": evaluation_uri,
     }
+    if gate["contender"].get("backend"):  # onnxruntime or scikit-learn: what the server will run
+        metadata["backend"] = gate["contender"]["backend"]
     if gate.get("champion"):
         metadata |= {
             "champion_version": str(gate["champion"]["version"]),

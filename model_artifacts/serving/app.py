@@ -44,6 +44,7 @@ log = logging.getLogger("inferline.serving")
 
 JSON = "application/json"
 CSV = "text/csv"
+BACKEND_HEADER = "X-Inferline-Backend"  # which backend scored: onnxruntime or scikit-learn
 # The production variant named in replies (the name SageMaker's own examples give it).
 VARIANT = "AllTraffic"
 
@@ -79,7 +80,7 @@ def create_app(
         batcher = None
         try:
             bundle = await asyncio.to_thread(load)
-            model = ServedModel(bundle, settings.max_instances)
+            model = ServedModel(bundle, settings.max_instances, settings.model_threads)
             batcher = MicroBatcher(model.predict_proba, settings.max_batch_rows, settings.model_threads)
             # On the predict thread: it warms up the thread (and its OpenMP pool) that serves.
             await batcher.call(model.check)
@@ -97,10 +98,11 @@ def create_app(
         gc.freeze()
         state.model, state.batcher = model, batcher
         log.info(
-            "model %s version %s loaded from %s (%d model thread(s)); inputs: %s",
+            "model %s version %s loaded from %s (%s, %d model thread(s)); inputs: %s",
             model.spec.name,
             bundle.version,
             settings.model_dir,
+            model.backend if not model.fallback_reason else f"{model.backend}: {model.fallback_reason}",
             settings.model_threads,
             ", ".join(model.schema.names),
         )
@@ -122,9 +124,11 @@ def create_app(
         model = state.model
         if model is None:
             return error_response(state.not_ready())
-        return json_response(
-            200, {"status": "ready", "model": model.spec.name, "model_version": model.bundle.version}
-        )
+        body = {"status": "ready", "model": model.spec.name, "model_version": model.bundle.version,
+                "backend": model.backend}  # fmt: skip
+        if model.fallback_reason:
+            body["fallback_reason"] = model.fallback_reason
+        return json_response(200, body)
 
     async def invocations(request: Request) -> Response:
         model, batcher = state.model, state.batcher
@@ -150,7 +154,7 @@ def create_app(
                     f"the model failed to score the instances: {type(exc).__name__}: {exc}",
                 )
             )
-        return Response(model.reply(proba), media_type=JSON)
+        return Response(model.reply(proba), media_type=JSON, headers={BACKEND_HEADER: model.backend})
 
     async def endpoint_invocations(request: Request) -> Response:
         response = await invocations(request)

@@ -1,4 +1,7 @@
-"""The loaded model as the server uses it: its input schema, a fast frame, and the reply body.
+"""The loaded model as the server uses it: its input schema, its backend, and the reply body.
+
+The backend is ONNX Runtime when the bundle holds a compiled model that passed its check at
+training (model_artifacts.compiled), scikit-learn otherwise; /ping and every reply name it.
 
 `bundle.predict_proba(records)` builds its frame with `to_frame` (pandas `from_records`, then
 casts), which costs more than the model itself for one row. The server already holds checked
@@ -14,13 +17,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from model_artifacts import compiled
 from model_artifacts.bundle import ModelBundle, to_frame
 from model_artifacts.serving.payload import BOOL, NUMBER, InputSchema, Rows
 
 
 class ServedModel:
-    def __init__(self, bundle: ModelBundle, max_instances: int):
+    def __init__(self, bundle: ModelBundle, max_instances: int, threads: int = 1):
         self.bundle = bundle
+        self.backend = compiled.served_backend(bundle)
+        self.fallback_reason = (bundle.info.get("compiled") or {}).get("reason")
+        onnx = self.backend == compiled.ONNX_RUNTIME
+        self._session = compiled.session(bundle.onnx, threads) if onnx else None
         self.spec = bundle.spec
         self.schema = InputSchema(bundle.spec, max_instances)
         self.classes = bundle.classes
@@ -43,7 +51,10 @@ class ServedModel:
         return pd.DataFrame(data, index=index, copy=False)
 
     def predict_proba(self, rows: Rows) -> np.ndarray:
-        proba = self.bundle.pipeline.predict_proba(self.frame(rows))
+        if self._session is not None:
+            proba = self._session.run(["probabilities"], compiled.feeds(self.bundle, rows.columns))[0]
+        else:
+            proba = self.bundle.pipeline.predict_proba(self.frame(rows))
         if proba.shape != (rows.count, len(self.classes)):
             raise RuntimeError(
                 f"the model returned probabilities of shape {proba.shape} for {rows.count} rows "
@@ -70,6 +81,12 @@ class ServedModel:
                 record[name] = str(field.allowed[0]) if field and field.allowed else "unknown"
         rows = self.schema.from_json(json.dumps({"instances": [record]}).encode())
         pd.testing.assert_frame_equal(self.frame(rows), to_frame(self.spec, [record]))
-        np.testing.assert_allclose(
-            self.predict_proba(rows), self.bundle.predict_proba([record]), rtol=0, atol=1e-9
-        )
+        expected = self.bundle.predict_proba([record])
+        if self._session is not None:
+            got = self.predict_proba(rows)
+            tolerance = self.spec.training.onnx_tolerance
+            if not np.allclose(got, expected, rtol=0, atol=tolerance):  # serve what scores right
+                self._session, self.backend = None, compiled.SCIKIT_LEARN
+                off = float(np.abs(got - expected).max())
+                self.fallback_reason = f"the ONNX model scored the check row {off:.3g} off"
+        np.testing.assert_allclose(self.predict_proba(rows), expected, rtol=0, atol=1e-9)

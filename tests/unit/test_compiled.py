@@ -152,3 +152,16 @@ class _Unknown:
 
     def predict_proba(self, x):
         return np.full((len(x), 2), 0.5)
+
+
+def test_the_gate_and_the_registry_carry_the_backend_that_will_serve():
+    from retrain import gate
+
+    overall = {"roc_auc": 0.8, "accuracy": 0.7, "log_loss": 0.5}
+    trained = {"compiled": {"backend": "onnxruntime", "max_difference": 1e-16}}
+    report = {"metric": "roc_auc", "higher_is_better": True, "champion": None,
+              "contender": {"version": "2", "overall": overall, "slices": {},
+                            "trained": trained}}  # fmt: skip
+    assert gate.decide(report)["contender"]["backend"] == "onnxruntime"
+    report["contender"]["trained"] = {}  # a version trained before the compiled backend
+    assert gate.decide(report)["contender"]["backend"] is None

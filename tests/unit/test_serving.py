@@ -32,6 +32,7 @@ import uvicorn
 from botocore.config import Config
 
 from inferline.spec import ModelSpec, load_spec
+from model_artifacts import compiled
 from model_artifacts.bundle import ModelBundle, to_frame
 from model_artifacts.pipeline import build_pipeline
 from model_artifacts.serving.app import create_app
@@ -172,7 +173,73 @@ def post_json(client: httpx.Client, body, path: str = "/invocations") -> httpx.R
 def test_ping_is_ok_once_the_model_is_loaded(client, bundle):
     reply = client.get("/ping")
     assert reply.status_code == 200
-    assert reply.json() == {"status": "ready", "model": "purchase-propensity", "model_version": "test-1"}
+    assert reply.json() == {"status": "ready", "model": "purchase-propensity", "model_version": "test-1",
+                            "backend": "scikit-learn"}  # a bundle made here, never compiled  # fmt: skip
+
+
+# -- the compiled backend: ONNX Runtime when the bundle's ONNX model passed its check ------------
+
+
+def compiled_bundle(spec: ModelSpec, records: list[dict]) -> ModelBundle:
+    bundle = train_bundle(spec, version="onnx-1")
+    compiled.compile_bundle(bundle, records)
+    return bundle
+
+
+def test_a_compiled_model_is_served_by_onnx_runtime_with_the_same_scores(spec):
+    bundle = compiled_bundle(spec, make_records(spec, 300, seed=8))
+    assert bundle.info["compiled"]["backend"] == "onnxruntime", bundle.info["compiled"]
+    records = make_records(spec, 50, seed=9)
+    with serve_in_thread(create_app(ServingSettings(), load=lambda: bundle)) as http:
+        wait_ready(http)
+        assert http.get("/ping").json()["backend"] == "onnxruntime"
+        reply = http.post("/invocations", json={"instances": records})
+        csv_reply = http.post("/invocations", content=to_csv(spec, records, True),
+                              headers={"content-type": "text/csv"})  # fmt: skip
+    assert reply.headers["x-inferline-backend"] == "onnxruntime"
+    np.testing.assert_allclose(reply.json()["scores"], positive_scores(bundle, records), atol=1e-9, rtol=0)
+    assert csv_reply.json()["scores"] == reply.json()["scores"]
+
+
+def test_a_compiled_model_survives_saving_and_loading(spec, tmp_path):
+    bundle = compiled_bundle(spec, make_records(spec, 100, seed=8))
+    bundle.save(tmp_path)
+    assert (tmp_path / "model.onnx").read_bytes() == bundle.onnx
+    loaded = ModelBundle.load(tmp_path)
+    assert loaded.onnx == bundle.onnx and compiled.served_backend(loaded) == "onnxruntime"
+
+
+def test_an_onnx_model_that_scores_wrong_at_load_falls_back_to_scikit_learn(spec):
+    """The bundle claims a passed check, but its ONNX model is another model's: the server sees
+    it on its check row and serves scikit-learn, saying why."""
+    bundle = compiled_bundle(spec, make_records(spec, 100, seed=8))
+    other = train_bundle(spec)
+    other.pipeline.steps[-1][1].set_params(max_iter=2)
+    other.pipeline.fit(to_frame(spec, make_records(spec, 200, seed=12)), [0, 1] * 100)
+    bundle.onnx = compiled.convert(other)
+    records = make_records(spec, 20, seed=10)
+    with serve_in_thread(create_app(ServingSettings(), load=lambda: bundle)) as http:
+        wait_ready(http)
+        ping = http.get("/ping").json()
+        reply = http.post("/invocations", json={"instances": records})
+    assert ping["backend"] == "scikit-learn" and "check row" in ping["fallback_reason"]
+    assert reply.headers["x-inferline-backend"] == "scikit-learn"
+    np.testing.assert_allclose(reply.json()["scores"], positive_scores(bundle, records), atol=1e-9, rtol=0)
+
+
+def test_a_model_that_does_not_convert_is_served_by_scikit_learn_saying_why(spec, monkeypatch):
+    def refuse(bundle):
+        raise compiled.ConversionFailed("MissingShapeCalculator: no converter for this estimator")
+
+    monkeypatch.setattr(compiled, "convert", refuse)
+    bundle = compiled_bundle(spec, make_records(spec, 50, seed=8))
+    assert bundle.onnx is None
+    reason = "not converted: MissingShapeCalculator: no converter for this estimator"
+    assert bundle.info["compiled"] == {"backend": "scikit-learn", "reason": reason}
+    with serve_in_thread(create_app(ServingSettings(), load=lambda: bundle)) as http:
+        wait_ready(http)
+        ping = http.get("/ping").json()
+    assert ping["backend"] == "scikit-learn" and ping["fallback_reason"].startswith("not converted")
 
 
 def test_json_invocation_returns_the_positive_class_scores(client, spec, bundle):
@@ -716,6 +783,36 @@ def test_dockerfile_runs_serve_on_8080_from_the_repo_root():
         assert (REPO / source).exists(), f"the Dockerfile copies {source}, which does not exist"
     for needed in ("functions/inferline", "model_artifacts/serving", "model_artifacts/bundle.py"):
         assert any(needed.startswith(c.rstrip("/")) for c in copied), f"{needed} is not copied"
+
+
+def test_the_image_copies_every_module_the_server_training_and_jobs_import():
+    """model_artifacts modules imported, transitively, by what runs in the image (the server,
+    training, evaluation, monitoring): each one copied (a missing one fails only in the image)."""
+    import ast
+
+    copied = [p for name, value in dockerfile_instructions() if name.upper() == "COPY"
+              for p in [q for q in value.split() if not q.startswith("--")][:-1]]  # fmt: skip
+    entry = [*SERVING.glob("*.py"), REPO / "model_artifacts/train.py", REPO / "model_artifacts/evaluate.py",
+             *(REPO / "model_artifacts/monitoring").glob("*.py")]  # fmt: skip
+    seen, todo = set(), list(entry)
+    while todo:
+        path = todo.pop()
+        if path in seen or not path.exists():
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("model_artifacts"):
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                target = REPO / (name.replace(".", "/") + ".py")
+                package = REPO / name.replace(".", "/") / "__init__.py"
+                todo += [p for p in (target, package) if p.exists()]
+    for path in sorted(seen):
+        source = str(path.relative_to(REPO))
+        assert any(source == c or source.startswith(c.rstrip("/") + "/") for c in copied), (
+            f"{source} is imported in the image but not copied by the Dockerfile"
+        )
 
 
 def test_container_requirements_are_the_locked_versions():
