@@ -137,6 +137,16 @@ def model_archive(model_dir) -> bytes:
     return out.getvalue()
 
 
+def served_backend_of(model_dir) -> str:
+    """onnxruntime when the version carries its checked ONNX model (saved only if it passed)."""
+    from pathlib import Path
+
+    from model_artifacts.bundle import ONNX_FILE
+    from model_artifacts.compiled import ONNX_RUNTIME, SCIKIT_LEARN
+
+    return ONNX_RUNTIME if (Path(model_dir) / ONNX_FILE).is_file() else SCIKIT_LEARN
+
+
 def bootstrap_model(
     prefix: str, model: str, version: str, model_dir, image: str, sagemaker, s3, base_training_csv=None
 ) -> str:
@@ -186,7 +196,7 @@ def bootstrap_model(
         registry.create(
             sagemaker, group=group, version=version, image=image, model_data_url=model_data_url,
             approval=registry.APPROVED, description="initial version, served at startup",
-            metadata={"decision": "initial"},
+            metadata={"decision": "initial", "backend": served_backend_of(model_dir)},
         )  # fmt: skip
     if base_training_csv is not None:
         s3.put_object(Bucket=data, Key=base_training_key(model), Body=base_training_csv)

@@ -427,6 +427,10 @@ def test_a_better_contender_is_registered_approved_and_served(weak_champion):
     two = registry.find(weak_champion.sagemaker, model_package_group(weak_champion.prefix, MODEL), "2")
     assert two["approval"] == registry.APPROVED
     assert two["model_data_url"] == result.state["training"]["model_data_url"]
+    # the training job compiled it: the registry says ONNX Runtime will serve it, as for version 1
+    assert two["metadata"]["backend"] == "onnxruntime"
+    one = registry.find(weak_champion.sagemaker, model_package_group(weak_champion.prefix, MODEL), "1")
+    assert one["metadata"]["backend"] == "onnxruntime"
     # The evaluation report sits beside the model: both versions on the same holdout.
     evaluation = json.loads(
         steps._read(weak_champion.s3, result.state["dataset"]["evaluation_uri"] + "evaluation.json")
