@@ -6,9 +6,13 @@
 In one run, on one model (the demo model: model_artifacts.train.train on
 model_artifacts.demo_data.generate_training_frame), it measures:
 
-  in-process   bundle.predict_proba on one dict record (p50/p99), and rows/s on 1,000-row batches
-  server       python -m model_artifacts.serving (a subprocess, 1 worker): one-instance requests
-               at concurrency 1 and 16 (p50/p99, requests/s); 1,000-row JSON and CSV bodies (rows/s)
+  in-process   bundle.predict_proba on one dict record (p50/p99), and rows/s on 1,000-row batches;
+               the same for the compiled model run by ONNX Runtime (one thread)
+  server       python -m model_artifacts.serving (a subprocess, 1 worker) serving the compiled model
+               with ONNX Runtime: one-instance requests at concurrency 1 and 16 (p50/p99,
+               requests/s); 1,000-row JSON and CSV bodies (rows/s); and the same version served by
+               scikit-learn (its model.onnx removed) on the issue-12 phases
+  null app     bench/null_server.py: the server's HTTP stack answering at once (the transport limit)
   mlflow       `mlflow models serve --env-manager local` on the same pipeline (bench/.venv-mlflow,
                made by bench/setup_mlflow.sh): one-instance requests/s at concurrency 16
 
@@ -50,7 +54,11 @@ MLFLOW_VENV = BENCH / ".venv-mlflow"
 HOST = "127.0.0.1"
 MODEL = "purchase-propensity"
 BATCH_ROWS = 1000
-TARGETS = {"latency_overhead_ms": 2.0, "batch_pct": 80.0, "mlflow_ratio": 5.0}
+TARGETS = {"latency_overhead_ms": 2.0, "batch_pct": 80.0, "mlflow_ratio": 5.0,
+           # issue 12: against the transport limit and in-process ONNX Runtime, one worker
+           "p50_over_transport_ms": 0.3, "c16_pct_of_transport": 50.0, "csv_pct_of_onnx": 60.0}  # fmt: skip
+# The phases each backend and the null app run for issue 12's comparison (one worker).
+BACKEND_PHASES = ("single_c1", "single_c16", "csv_1000")
 
 
 # -- the model and the records ---------------------------------------------------------------
@@ -124,6 +132,39 @@ def bench_in_process(bundle: ModelBundle, records: list, batches: list, seconds:
     count, start = 0, time.perf_counter()
     while count < 200 and (count < 5 or time.perf_counter() - start < seconds):
         bundle.predict_proba(batches[count % len(batches)])
+        count += 1
+    elapsed = time.perf_counter() - start
+    return {
+        "single": summary(latencies) | {"requests": len(latencies)},
+        "batch": {"rows_per_s": count * BATCH_ROWS / elapsed, "batches": count, "seconds": elapsed},
+    }
+
+
+def bench_in_process_onnx(bundle: ModelBundle, records: list, batches: list, seconds: float) -> dict:
+    """The compiled model run in-process by ONNX Runtime (one thread, as a server worker runs
+    it): one record from a dict (p50/p99), and 1,000-row batches from column arrays."""
+    from model_artifacts import compiled
+
+    session = compiled.session(bundle.onnx, threads=1)
+    names = bundle.spec.model_inputs
+
+    def columns(rows: list) -> dict:
+        return compiled.feeds(bundle, {n: np.array([r.get(n) for r in rows], dtype=object) for n in names})
+
+    for record in records[:200]:
+        session.run(["probabilities"], columns([record]))
+    latencies, deadline = [], time.perf_counter() + seconds
+    for i in range(50_000):
+        record = records[i % len(records)]
+        start = time.perf_counter()
+        session.run(["probabilities"], columns([record]))
+        latencies.append(time.perf_counter() - start)
+        if start > deadline:
+            break
+    fed = [columns(b) for b in batches]  # the columns a server holds once it has parsed a body
+    count, start = 0, time.perf_counter()
+    while count < 2000 and (count < 5 or time.perf_counter() - start < seconds):
+        session.run(["probabilities"], fed[count % len(fed)])
         count += 1
     elapsed = time.perf_counter() - start
     return {
@@ -362,6 +403,10 @@ def main(argv: list[str] | None = None) -> int:
     batches = [records[i : i + BATCH_ROWS] for i in range(0, len(records) - BATCH_ROWS + 1, BATCH_ROWS)]
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     bundle.save(work / "model")
+    if bundle.onnx is None:
+        raise SystemExit(f"the demo model did not compile: {bundle.info.get('compiled')}")
+    shutil.copytree(work / "model", work / "model-sklearn")
+    (work / "model-sklearn" / "model.onnx").unlink()  # the same version, served by scikit-learn
     results: dict[str, Any] = {
         "run": {
             "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -414,14 +459,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.model_threads:
         scaled_command += ["--model-threads", str(args.model_threads)]
     scaled = start(scaled_command, scaled_port, work / "server-scaled.log", "/ping")
+    sk_port, null_port = free_port(), free_port()
+    sk_command = [*command[:command.index("--model-dir")], "--model-dir", str(work / "model-sklearn"),
+                  "--host", HOST, "--port", str(sk_port), "--workers", "1"]  # fmt: skip
+    sklearn_server = start(sk_command, sk_port, work / "server-sklearn.log", "/ping")
+    null = start([sys.executable, str(BENCH / "null_server.py"), str(null_port)], null_port,
+                 work / "null.log", "/ping")  # fmt: skip
     try:
         expected = bundle.predict_proba(batches[0])[:, -1]
         got = scores_from(port, "/invocations", {"instances": batches[0]}, "scores")
         checks = {"server_max_abs_diff": float(np.abs(got - expected).max())}
         # Rounds, in-process and server in turn, so load from elsewhere on a shared machine
         # falls on both sides; each result is the median over the rounds.
-        in_process_rounds, server_rounds = [], []
+        sk_scores = scores_from(sk_port, "/invocations", {"instances": batches[0]}, "scores")
+        checks["sklearn_server_max_abs_diff"] = float(np.abs(sk_scores - expected).max())
+        in_process_rounds, server_rounds, onnx_rounds, sklearn_rounds, null_rounds = [], [], [], [], []
         for round_ in range(1, rounds + 1):
+            print(f"round {round_}/{rounds}: in-process ONNX Runtime ...", flush=True)
+            onnx_rounds.append(bench_in_process_onnx(bundle, records, batches, seconds))
+            for target, pid, port_, out in ((sklearn_server, sklearn_server.pid, sk_port, sklearn_rounds),
+                                            (null, null.pid, null_port, null_rounds)):  # fmt: skip
+                measured = {}
+                for name in BACKEND_PHASES:
+                    if target is null and name == "csv_1000":
+                        continue
+                    requests, concurrency, rows = phases[name]
+                    label = "scikit-learn server" if target is sklearn_server else "null app"
+                    print(f"round {round_}/{rounds}: {label} {name} ...", flush=True)
+                    load = run_load(pid, port_, requests, concurrency, seconds, 200_000, warmup)
+                    measured[name] = load_result(load, rows) | {"concurrency": concurrency}
+                out.append(measured)
             print(f"round {round_}/{rounds}: in-process bundle.predict_proba ...", flush=True)
             # With the libraries' default thread counts, as a caller gets them, and with one
             # OpenMP/BLAS thread, as each server worker runs; the ratios use the faster.
@@ -441,10 +508,17 @@ def main(argv: list[str] | None = None) -> int:
             server_rounds.append(measured)
         results["in_process"] = median_of(in_process_rounds)
         results["server"] = median_of(server_rounds)
-        results["rounds"] = {"in_process": in_process_rounds, "server": server_rounds}
+        results["in_process_onnx"] = median_of(onnx_rounds)
+        results["server_sklearn"] = median_of(sklearn_rounds)
+        results["null"] = median_of(null_rounds)
+        results["rounds"] = {"in_process": in_process_rounds, "server": server_rounds,
+                             "in_process_onnx": onnx_rounds, "server_sklearn": sklearn_rounds,
+                             "null": null_rounds}  # fmt: skip
     finally:
         stop(server)
         stop(scaled)
+        stop(sklearn_server)
+        stop(null)
 
     if args.no_mlflow:
         results["mlflow"] = {"skipped": "--no-mlflow"}
@@ -501,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     report = markdown(results)
     args.summary.write_text(report)
     print("\n" + report)
-    print(f"wrote {args.results.relative_to(REPO)} and {args.summary.relative_to(REPO)}")
+    print(f"wrote {args.results} and {args.summary}")
     return 0
 
 
@@ -546,6 +620,21 @@ def ratios(results: dict) -> dict:
             "target": f">= {TARGETS['batch_pct']}",
             "met": pct >= TARGETS["batch_pct"],
         }
+    # issue 12: each backend (one worker) against the transport limit and in-process ONNX Runtime
+    null, onnx = results["null"], results["in_process_onnx"]
+    for backend, served in (("onnxruntime", server), ("scikit-learn", results["server_sklearn"])):
+        over = served["single_c1"]["p50_ms"] - null["single_c1"]["p50_ms"]
+        c16 = 100 * served["single_c16"]["requests_per_s"] / null["single_c16"]["requests_per_s"]
+        csv = 100 * served["csv_1000"]["rows_per_s"] / onnx["batch"]["rows_per_s"]
+        for key, value, target, met in (
+            ("p50_minus_transport_p50_ms", over, f"<= {TARGETS['p50_over_transport_ms']}",
+             over <= TARGETS["p50_over_transport_ms"]),
+            ("c16_requests_per_s_pct_of_transport", c16, f">= {TARGETS['c16_pct_of_transport']}",
+             c16 >= TARGETS["c16_pct_of_transport"]),
+            ("csv_1000_rows_per_s_pct_of_in_process_onnx", csv, f">= {TARGETS['csv_pct_of_onnx']}",
+             csv >= TARGETS["csv_pct_of_onnx"]),
+        ):  # fmt: skip
+            out[f"{backend}:{key}"] = {"value": value, "target": target, "met": met}
     mlflow = results["mlflow"].get("single_c16")
     if mlflow:
         ratio = server["single_c16"]["requests_per_s"] / mlflow["requests_per_s"]
@@ -574,6 +663,12 @@ def markdown(results: dict) -> str:
         "| what | concurrency | p50 ms | p99 ms | requests/s | rows/s | client CPU | server CPU |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    r = results["in_process_onnx"]
+    lines += [
+        f"| in-process ONNX Runtime, 1 record, 1 thread | 1 | {r['single']['p50_ms']:.3f} | "
+        f"{r['single']['p99_ms']:.3f} | {1e3 / r['single']['p50_ms']:,.0f} (1/p50) | | | |",
+        f"| in-process ONNX Runtime, 1,000 rows, 1 thread | 1 | | | | {r['batch']['rows_per_s']:,.0f} | | |",
+    ]
     for threads, r in local.items():
         label = "default threads" if threads == "threads_default" else "1 thread"
         lines += [
@@ -591,7 +686,11 @@ def markdown(results: dict) -> str:
         "json_1000_scaled": f"server ({run['scaled_server_workers']} workers), 1,000-row JSON",
         "csv_1000_scaled": f"server ({run['scaled_server_workers']} workers), 1,000-row CSV",
     }
-    rows = [(labels[name], server[name]) for name in labels]
+    rows = [(labels[name].replace("server", "server (onnxruntime)", 1), server[name]) for name in labels]
+    rows += [(f"server (scikit-learn), {labels[name].split(', ', 1)[1]}", results["server_sklearn"][name])
+             for name in BACKEND_PHASES]  # fmt: skip
+    rows += [(f"null app (transport limit), {labels[name].split(', ', 1)[1]}", results["null"][name])
+             for name in BACKEND_PHASES if name in results["null"]]  # fmt: skip
     if "single_c16" in mlflow:
         rows.append((f"mlflow {mlflow['version']} models serve, 1 instance", mlflow["single_c16"]))
     for label, r in rows:
@@ -613,6 +712,15 @@ def markdown(results: dict) -> str:
         ),
         "c16_requests_per_s_vs_mlflow": "requests/s at concurrency 16 vs mlflow (x)",
     }
+    for backend in ("onnxruntime", "scikit-learn"):
+        names |= {
+            f"{backend}:p50_minus_transport_p50_ms": (
+                f"{backend}: 1-instance p50 minus the transport limit's (ms)"),
+            f"{backend}:c16_requests_per_s_pct_of_transport": (
+                f"{backend}: requests/s at concurrency 16, % of the transport limit's"),
+            f"{backend}:csv_1000_rows_per_s_pct_of_in_process_onnx": (
+                f"{backend}: 1,000-row CSV rows/s (1 worker), % of in-process ONNX Runtime's"),
+        }  # fmt: skip
     for key, label in names.items():
         r = results["ratios"].get(key)
         if r:
@@ -623,8 +731,9 @@ def markdown(results: dict) -> str:
     checks = results["checks"]
     lines += [
         "",
-        "Predictions: server vs in-process max |diff| "
-        f"{checks['server_max_abs_diff']:.1e}"
+        "Predictions: server (onnxruntime) vs in-process scikit-learn max |diff| "
+        f"{checks['server_max_abs_diff']:.1e}; server (scikit-learn) "
+        f"{checks['sklearn_server_max_abs_diff']:.1e}"
         + (
             f"; mlflow vs in-process {checks['mlflow_max_abs_diff']:.1e}"
             if "mlflow_max_abs_diff" in checks
