@@ -35,6 +35,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from model_artifacts.bundle import ModelBundle
+from model_artifacts.compiled import ONNX_RUNTIME
 from model_artifacts.serving.batching import MicroBatcher
 from model_artifacts.serving.model import ServedModel
 from model_artifacts.serving.payload import Refusal
@@ -81,7 +82,8 @@ def create_app(
         try:
             bundle = await asyncio.to_thread(load)
             model = ServedModel(bundle, settings.max_instances, settings.model_threads)
-            batcher = MicroBatcher(model.predict_proba, settings.max_batch_rows, settings.model_threads)
+            batcher = MicroBatcher(model.predict_proba, settings.max_batch_rows, settings.model_threads,
+                                   inline=model.backend == ONNX_RUNTIME)  # fmt: skip
             # On the predict thread: it warms up the thread (and its OpenMP pool) that serves.
             await batcher.call(model.check)
         except Exception as exc:

@@ -469,7 +469,8 @@ def test_concurrent_requests_get_exactly_their_own_scores(client, spec, bundle):
         )
 
 
-def test_the_batcher_combines_queued_requests_and_splits_the_results():
+@pytest.mark.parametrize("inline", [False, True], ids=["predict-thread", "inline"])
+def test_the_batcher_combines_queued_requests_and_splits_the_results(inline):
     calls = []
 
     def predict(rows: Rows) -> np.ndarray:
@@ -481,7 +482,7 @@ def test_the_batcher_combines_queued_requests_and_splits_the_results():
         return Rows({"x": np.array(values, dtype=np.float64)}, len(values))
 
     async def scenario():
-        batcher = MicroBatcher(predict, max_rows=4)
+        batcher = MicroBatcher(predict, max_rows=4, inline=inline)
         batcher.start()
         alone = await batcher.predict(rows(1.0))  # nothing queued: scored at once, by itself
         jobs = [rows(float(i)) for i in range(10)] + [rows(*range(100, 106))]
@@ -497,14 +498,15 @@ def test_the_batcher_combines_queued_requests_and_splits_the_results():
     assert calls == [1, 4, 4, 2, 6]
 
 
-def test_a_request_that_breaks_the_model_fails_alone():
+@pytest.mark.parametrize("inline", [False, True], ids=["predict-thread", "inline"])
+def test_a_request_that_breaks_the_model_fails_alone(inline):
     def predict(rows: Rows) -> np.ndarray:
         if (rows.columns["x"] < 0).any():
             raise ValueError("negative")
         return np.column_stack([1 - rows.columns["x"], rows.columns["x"]])
 
     async def scenario():
-        batcher = MicroBatcher(predict, max_rows=100)
+        batcher = MicroBatcher(predict, max_rows=100, inline=inline)
         batcher.start()
         jobs = [Rows({"x": np.array([v])}, 1) for v in (0.1, -1.0, 0.3)]
         results = await asyncio.gather(*(batcher.predict(j) for j in jobs), return_exceptions=True)
