@@ -27,7 +27,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from inferline import workflow
-from inferline.clients import CLIENTS_ENV
+from inferline.clients import CLIENTS_ENV, Client, client_entry
 from inferline.resources import ENV_VARS, ground_truth_key, prediction_log_key, refusal_log_key
 from infra.config import Config, ConfigError
 from infra.lambda_code import LambdaFunctions, log_group_with_retention
@@ -359,8 +359,7 @@ class OnlineApi(Construct):
         recipients, for the Lambdas that need the caller's client."""
         recipients = {client.name: client.recipients for client in self._config.clients}
         return Stack.of(self).to_json_string([
-            {"key_id": key.key_id, "client": name, "recipients": list(recipients[name])}
-            for name, key in self.api_keys.items()
+            client_entry(key.key_id, Client(name, recipients[name])) for name, key in self.api_keys.items()
         ])
 
     def predict_wiring(self, model: str | None) -> dict[str, Any]:

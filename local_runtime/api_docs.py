@@ -7,26 +7,20 @@ document for the models cdk.json serves) and docs/api.md (the same, as a page).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from inferline import contract
 from inferline.spec import load_spec
-from local_runtime.config import REPO_ROOT
+from local_runtime.config import REPO_ROOT, stack_settings
 
 DOCS = REPO_ROOT / "docs"
 OPENAPI_FILE = DOCS / "openapi.json"
 PAGE_FILE = DOCS / "api.md"
 
 
-def served_models() -> list[str]:
-    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
-    return list(context["models"])
-
-
 def documents() -> dict[Path, str]:
-    document = contract.openapi([load_spec(m) for m in served_models()])
+    document = contract.openapi([load_spec(m) for m in stack_settings().models])
     return {OPENAPI_FILE: contract.dumps(document), PAGE_FILE: page(document)}
 
 

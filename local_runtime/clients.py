@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from inferline.clients import Client, client_entries
-from infra.config import SETTINGS, parse_clients
-from local_runtime.config import REPO_ROOT, LocalConfig
+from infra.config import parse_clients
+from local_runtime.config import LocalConfig, stack_settings
 
 FILE = "clients.json"
 
@@ -53,9 +52,8 @@ def load_clients(config: LocalConfig) -> list[LocalClient]:
         keys = {name: str(settings.pop("apiKey")) for name, settings in raw.items()}
     except (ValueError, KeyError, TypeError, AttributeError):
         raise SystemExit(f"{path}: expected {{\"clients\": {{name: {{\"apiKey\": ..., ...}}}}}}") from None
-    context = _cdk_context()
-    rate, burst = int(context.get("apiRateLimit", 50)), int(context.get("apiBurstLimit", 100))
-    found, problems = parse_clients(raw, rate, burst, int(context.get("apiDailyQuota", 0)) or None)
+    stack = stack_settings()  # a limit the file leaves out is the API's, as on AWS
+    found, problems = parse_clients(raw, stack.api_rate_limit, stack.api_burst_limit, stack.api_daily_quota)
     if len(set(keys.values())) != len(keys) or not all(keys.values()):
         problems.append("every client needs its own, non-empty apiKey")
     if problems:
@@ -65,21 +63,17 @@ def load_clients(config: LocalConfig) -> list[LocalClient]:
 
 
 def initial_clients(config: LocalConfig) -> dict[str, dict]:
-    clients = _cdk_context().get("clients") or SETTINGS["clients"][0]
-    if isinstance(clients, str):
-        clients = json.loads(clients)
+    """cdk.json's clients, each limit spelt out, the first with INFERLINE_API_KEY as its key."""
+    clients = stack_settings().clients
     keys = [config.api_key] + [f"local-{secrets.token_urlsafe(18)}" for _ in range(len(clients) - 1)]
-    return {name: {"apiKey": key} | dict(settings or {})
-            for key, (name, settings) in zip(keys, clients.items(), strict=True)}  # fmt: skip
+    return {c.name: {"apiKey": key, "rateLimit": c.rate_limit, "burstLimit": c.burst_limit,
+                     "dailyQuota": c.daily_quota or 0, "recipients": list(c.recipients)}
+            for key, c in zip(keys, clients, strict=True)}  # fmt: skip
 
 
 def lambda_variable(clients: list[LocalClient]) -> str:
     """API_CLIENTS for the handlers: each key's id, its client and recipients."""
     return client_entries({c.key_id: Client(c.name, c.recipients) for c in clients})
-
-
-def _cdk_context() -> dict:
-    return json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
 
 
 @dataclass
@@ -91,25 +85,24 @@ class Limiter:
     updated: float = field(default_factory=time.monotonic)
     day: str = ""
     used_today: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.tokens = float(self.client.burst_limit)
 
     def take(self) -> str | None:
-        """None if the request may go, else why not: "throttled" or "quota_exceeded"."""
-        with self.lock:
-            now = time.monotonic()
-            self.tokens = min(float(self.client.burst_limit),
-                              self.tokens + (now - self.updated) * self.client.rate_limit)  # fmt: skip
-            self.updated = now
-            today = datetime.now(UTC).date().isoformat()
-            if today != self.day:
-                self.day, self.used_today = today, 0
-            if self.client.daily_quota is not None and self.used_today >= self.client.daily_quota:
-                return "quota_exceeded"
-            if self.tokens < 1:
-                return "throttled"
-            self.tokens -= 1
-            self.used_today += 1
-            return None
+        """None if the request may go, else why not: "throttled" or "quota_exceeded" (called on
+        the gateway's event loop only: no lock)."""
+        now = time.monotonic()
+        self.tokens = min(float(self.client.burst_limit),
+                          self.tokens + (now - self.updated) * self.client.rate_limit)  # fmt: skip
+        self.updated = now
+        today = datetime.now(UTC).date().isoformat()
+        if today != self.day:
+            self.day, self.used_today = today, 0
+        if self.client.daily_quota is not None and self.used_today >= self.client.daily_quota:
+            return "quota_exceeded"
+        if self.tokens < 1:
+            return "throttled"
+        self.tokens -= 1
+        self.used_today += 1
+        return None

@@ -14,15 +14,30 @@ Everything binds to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inferline.resources import DEFAULT_PREFIX, local_environment
+
+if TYPE_CHECKING:
+    from infra.config import Config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 REGION = "us-east-1"
+
+
+@cache
+def stack_settings() -> Config:
+    """The settings the CDK app deploys with (cdk.json's context, validated by infra/config.py),
+    which the local platform mirrors: the served models, the API clients, the monitoring schedule."""
+    from infra.config import load_config
+
+    return load_config(json.loads((REPO_ROOT / "cdk.json").read_text(encoding="utf-8"))["context"])
 
 
 def _int(name: str, default: int) -> int:

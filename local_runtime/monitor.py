@@ -29,7 +29,7 @@ from inferline.monitoring import METRICS_SERVICE, MONITOR_SCHEDULES
 from inferline.resources import bucket_name
 from inferline.spec import load_spec
 from inferline.workflow import MONITOR_JOB, MONITOR_PREPARE, MONITOR_PUBLISH, MONITOR_RESULT_PATHS
-from local_runtime.config import REPO_ROOT, LocalConfig
+from local_runtime.config import LocalConfig, stack_settings
 from monitor import steps
 
 log = logging.getLogger("inferline.monitor")
@@ -184,8 +184,7 @@ def schedule_seconds(config: LocalConfig) -> int | None:
     for never), overridden by INFERLINE_MONITOR_SCHEDULE (also a number of seconds)."""
     value = os.environ.get("INFERLINE_MONITOR_SCHEDULE")
     if value is None:
-        context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
-        value = str(context.get("monitorSchedule", "daily"))
+        value = stack_settings().monitor_schedule or ""
     value = value.strip().lower()
     if value in ("", "off", "none"):
         return None

@@ -18,6 +18,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 CLIENTS_ENV = "API_CLIENTS"
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
@@ -41,10 +42,14 @@ class Client:
         return False
 
 
+def client_entry(key_id: str, client: Client) -> dict[str, Any]:
+    """One API_CLIENTS entry (the CDK app writes them with its key id tokens in)."""
+    return {"key_id": key_id, "client": client.name, "recipients": list(client.recipients)}
+
+
 def client_entries(clients: Mapping[str, Client]) -> str:
     """The API_CLIENTS value for {key id: client}."""
-    return json.dumps([{"key_id": key_id, "client": c.name, "recipients": list(c.recipients)}
-                       for key_id, c in clients.items()], separators=(",", ":"))  # fmt: skip
+    return json.dumps([client_entry(k, c) for k, c in clients.items()], separators=(",", ":"))
 
 
 @cache

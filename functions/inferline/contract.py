@@ -61,6 +61,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", OPENAPI_PATH, GET_OPENAPI, "This document", (200,)),
 )  # fmt: skip
 
+# A per-model route's templated path serves only names with no model behind it.
+TEMPLATED_STATUSES = (404, 408, 413, 415)
 # Any route: no or a wrong key (API Gateway answers 403 for both; the local gateway 401 for a
 # missing one), throttled, or failed inside the platform.
 COMMON_STATUSES = (401, 403, 429, 500)
@@ -297,7 +299,7 @@ def _operation(route: Route, model: str | None) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
         }
     responses: dict[str, Any] = {}
-    statuses = route.statuses if model or not route.per_model else _templated_statuses(route)
+    statuses = route.statuses if model or not route.per_model else TEMPLATED_STATUSES
     for status in sorted({*statuses, *COMMON_STATUSES}):
         if status < 300:
             schema = ({"$ref": f"#/components/schemas/{SUCCESS_BODY[route.operation]}"}
@@ -308,11 +310,6 @@ def _operation(route: Route, model: str | None) -> dict[str, Any]:
             responses[str(status)] = {"$ref": f"#/components/responses/{status}"}
     operation["responses"] = responses
     return operation
-
-
-def _templated_statuses(route: Route) -> tuple[int, ...]:
-    """A per-model route's template serves only names with no model behind them."""
-    return (404, 408, 413, 415)
 
 
 def _number(x: float) -> int | float:

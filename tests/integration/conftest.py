@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PARTNER, PARTNER_KEY = "partner", "partner-key"  # a second local client (see target)
+PARTNER, PARTNER_KEY = "partner", "partner-key"  # a second local client (see target; Target.partner)
 STARTUP_TIMEOUT_S = 300
 
 
@@ -26,6 +26,7 @@ class Target:
     url: str
     api_key: str
     home: Path | None  # the local runtime's state folder; None for a deployed stack
+    partner: tuple[str, str] = (PARTNER, PARTNER_KEY)  # the local runtime's throttled client: name, key
 
     @property
     def local(self) -> bool:

@@ -7,7 +7,6 @@ import json
 import time
 
 import boto3
-from conftest import PARTNER, PARTNER_KEY
 
 PREDICT = "/v1/models/purchase-propensity/predict"
 GOOD = {"user_id": "user-42", "price": 19.9, "category": "books", "device": "mobile", "country": "US",
@@ -15,7 +14,7 @@ GOOD = {"user_id": "user-42", "price": 19.9, "category": "books", "device": "mob
 
 
 def test_a_client_over_its_rate_gets_429_while_another_is_served(local_target):
-    with local_target.client(PARTNER_KEY) as partner, local_target.client() as own:
+    with local_target.client(local_target.partner[1]) as partner, local_target.client() as own:
         statuses = [partner.get("/v1/batch-jobs/none").status_code for _ in range(6)]
         assert statuses[:3] == [404, 404, 404]  # its burst of 3
         throttled = partner.get("/v1/batch-jobs/none")
@@ -28,7 +27,7 @@ def test_a_client_over_its_rate_gets_429_while_another_is_served(local_target):
 
 def test_batch_results_go_only_to_the_clients_recipients(local_target):
     time.sleep(3.2)  # the partner's bucket refills (rate 1/s, burst 3)
-    with local_target.client(PARTNER_KEY) as partner:
+    with local_target.client(local_target.partner[1]) as partner:
         refused = partner.post("/v1/models/purchase-propensity/batch-jobs", json={"email": "a@example.com"})
         assert refused.status_code == 400, refused.text
         assert refused.json()["error"] == "recipient_not_allowed"
@@ -37,7 +36,7 @@ def test_batch_results_go_only_to_the_clients_recipients(local_target):
                                json={"email": "ops@partner.example"})
         assert created.status_code == 201, created.text
         status = partner.get(f"/v1/batch-jobs/{created.json()['job_id']}").json()
-    assert status["client"] == PARTNER
+    assert status["client"] == local_target.partner[0]
 
 
 def test_a_prediction_is_logged_with_its_clients_name_not_its_key(local_target):

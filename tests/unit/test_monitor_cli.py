@@ -11,7 +11,7 @@ import pytest
 from botocore.stub import Stubber
 
 from local_runtime import monitor as local_monitor
-from local_runtime.config import LocalConfig
+from local_runtime.config import REPO_ROOT, LocalConfig
 from local_runtime.monitor_aws import run_on_aws
 
 MODEL = "purchase-propensity"
@@ -90,7 +90,7 @@ def test_the_local_schedule_reads_monitor_schedule(monkeypatch, value, seconds):
 
 def test_the_local_schedule_defaults_to_cdk_json_and_refuses_what_the_stack_would(monkeypatch):
     monkeypatch.delenv("INFERLINE_MONITOR_SCHEDULE", raising=False)
-    cdk = json.loads((local_monitor.REPO_ROOT / "cdk.json").read_text())["context"]["monitorSchedule"]
+    cdk = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]["monitorSchedule"]
     assert local_monitor.schedule_seconds(LocalConfig()) == local_monitor.MONITOR_SCHEDULES[cdk]
     monkeypatch.setenv("INFERLINE_MONITOR_SCHEDULE", "weekly")
     with pytest.raises(ValueError, match="monitorSchedule must be one of hourly, daily"):
